@@ -1,0 +1,37 @@
+"""Small helpers shared by the test suites."""
+import os
+import subprocess
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_checked(cmd, timeout, env=None, cwd=REPO):
+    """Runs `cmd`, failing the test with its output (not a bare CalledProcessError) on error."""
+    full_env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2", **(env or {}))
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=full_env,
+                          cwd=cwd)
+    if proc.returncode != 0:
+        raise AssertionError(f"{cmd} exited {proc.returncode}\n--- stdout\n{proc.stdout[-4000:]}"
+                             f"\n--- stderr\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def real_images(size, count=4):
+    """`count` photographs (crops of the sample photos matplotlib ships) as float32
+    [count, size, size, 3] in [-1, 1], the recipe's input range."""
+    import matplotlib
+    import numpy as np
+    from PIL import Image
+
+    sample_data = os.path.join(os.path.dirname(matplotlib.__file__), "mpl-data", "sample_data")
+    photos = [Image.open(os.path.join(sample_data, name)).convert("RGB")
+              for name in ("grace_hopper.jpg", "Minduka_Present_Blue_Pack.png")]
+    images = []
+    for i in range(count):
+        photo = photos[i % len(photos)]
+        w, h = photo.size
+        side = min(w, h) * (1.0 - 0.15 * (i // len(photos)))  # a different crop each round
+        left, top = (w - side) * 0.5 * (i % 3) / 2, (h - side) * 0.5
+        crop = photo.crop((int(left), int(top), int(left + side), int(top + side)))
+        images.append(np.asarray(crop.resize((size, size), Image.BILINEAR), np.float32))
+    return np.stack(images) / 127.5 - 1.0
