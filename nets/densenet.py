@@ -1,0 +1,241 @@
+"""DenseNet (Huang et al. 2017) built layer by layer, with keras.applications' layer names.
+
+    stem:        pad 3 -> conv1/conv 7x7/2 -> conv1/bn -> ReLU -> pad 1 -> pool1 3x3/2 max
+    dense layer: convB_blockL_0_bn -> ReLU -> _1_conv 1x1 to 4k -> _1_bn -> ReLU -> _2_conv 3x3 to k
+                 -> concatenated with the layer's input
+    transition:  poolB_bn -> ReLU -> poolB_conv 1x1 to channels * compression -> 2x2/2 avg pool
+    head:        bn -> ReLU -> global average pool -> predictions (dense)
+
+A dense block keeps its feature maps as a list and concatenates them where a layer needs them;
+with `recompute=True` the "concat -> BN -> ReLU -> 1x1 conv" of each dense layer is recomputed in
+the backward pass instead of kept (Pleiss et al. 2017, memory-efficient DenseNets), which removes
+the quadratic growth of stored concatenations.
+"""
+import tensorflow as tf
+
+from nets import layers
+
+# name: (blocks, growth_rate, stem_filters)
+CONFIGS = {
+    "densenet121": ((6, 12, 24, 16), 32, 64),
+    "densenet161": ((6, 12, 36, 24), 48, 96),
+    "densenet169": ((6, 12, 32, 32), 32, 64),
+    "densenet201": ((6, 12, 48, 32), 32, 64),
+    "densenet264": ((6, 12, 64, 48), 32, 64),
+}
+COMPUTE_DTYPES = {"float32": tf.float32, "bfloat16": tf.bfloat16}
+
+
+class _Seeds:
+    """Hands out distinct stateless seed pairs for variable initialization."""
+
+    def __init__(self, seed):
+        self.seed, self.count = seed, 0
+
+    def __call__(self):
+        self.count += 1
+        return (self.seed, self.count)
+
+
+class DenseLayer(tf.Module):
+    """One dense layer: the bottleneck (BN-ReLU-1x1 conv) then BN-ReLU-3x3 conv to k channels."""
+
+    def __init__(self, in_channels, growth_rate, bottleneck_width, prefix, opts, seeds):
+        super().__init__(name=prefix)
+        bottleneck = bottleneck_width * growth_rate
+        fmt = opts["data_format"]
+        self.bn0 = layers.BatchNorm(in_channels, opts["bn_epsilon"], opts["bn_momentum"], fmt,
+                                    name=f"{prefix}_0_bn")
+        self.conv1 = layers.Conv2D(in_channels, bottleneck, 1, data_format=fmt,
+                                   initializer=opts["initializer"], seed=seeds(),
+                                   name=f"{prefix}_1_conv")
+        self.bn1 = layers.BatchNorm(bottleneck, opts["bn_epsilon"], opts["bn_momentum"], fmt,
+                                    name=f"{prefix}_1_bn")
+        self.conv2 = layers.Conv2D(bottleneck, growth_rate, 3, padding="SAME", data_format=fmt,
+                                   initializer=opts["initializer"], seed=seeds(),
+                                   name=f"{prefix}_2_conv")
+        self.opts = opts
+
+    def _bottleneck(self, features, training, stat_updates):
+        x = tf.concat(features, axis=self.opts["channel_axis"]) if len(features) > 1 else features[0]
+        return self.conv1(tf.nn.relu(self.bn0(x, training, stat_updates)))
+
+    def __call__(self, features, training, stat_updates, dropout_seeds):
+        if training and self.opts["recompute"]:
+            # The first (forward) call records BN statistics; the recomputation in the backward
+            # pass appends to a throw-away list, so moving averages are updated once per step.
+            calls = []
+
+            @tf.recompute_grad
+            def bottleneck(*maps):
+                updates = stat_updates if not calls else []
+                calls.append(1)
+                return self._bottleneck(list(maps), training, updates)
+
+            x = bottleneck(*features)
+        else:
+            x = self._bottleneck(features, training, stat_updates)
+        rate = self.opts["dropout_rate"] if training else 0.0
+        x = layers.dropout(x, rate, dropout_seeds[0])
+        x = self.conv2(tf.nn.relu(self.bn1(x, training, stat_updates)))
+        return layers.dropout(x, rate, dropout_seeds[1])
+
+
+class Transition(tf.Module):
+    """BN-ReLU-1x1 conv to compressed channels, then 2x2/2 average pooling."""
+
+    def __init__(self, in_channels, out_channels, prefix, opts, seeds):
+        super().__init__(name=prefix)
+        fmt = opts["data_format"]
+        self.bn = layers.BatchNorm(in_channels, opts["bn_epsilon"], opts["bn_momentum"], fmt,
+                                   name=f"{prefix}_bn")
+        self.conv = layers.Conv2D(in_channels, out_channels, 1, data_format=fmt,
+                                  initializer=opts["initializer"], seed=seeds(),
+                                  name=f"{prefix}_conv")
+        self.opts = opts
+
+    def __call__(self, x, training, stat_updates, dropout_seed):
+        x = self.conv(tf.nn.relu(self.bn(x, training, stat_updates)))
+        x = layers.dropout(x, self.opts["dropout_rate"] if training else 0.0, dropout_seed)
+        return layers.avg_pool(x, 2, 2, self.opts["data_format"])
+
+
+class DenseNet(tf.Module):
+    """A DenseNet classifier.
+
+    net(images, training) -> float32 logits [N, num_classes], from images [N, H, W, 3] (NHWC,
+    whatever the net's data_format; float32 or bfloat16). In training, batch-norm moving averages
+    are updated once per call.
+    """
+
+    def __init__(self, blocks, growth_rate, stem_filters, num_classes=1000, compression=0.5,
+                 bottleneck_width=4, dropout_rate=0.0, bn_epsilon=1.001e-5, bn_momentum=0.99,
+                 kernel_initializer="glorot_uniform", compute_dtype="float32",
+                 data_format="NHWC", recompute=False, seed=0, name="densenet"):
+        super().__init__(name=name)
+        if compute_dtype not in COMPUTE_DTYPES:
+            raise ValueError(f"compute_dtype must be one of {sorted(COMPUTE_DTYPES)}, "
+                             f"not {compute_dtype!r}")
+        if data_format not in ("NHWC", "NCHW"):
+            raise ValueError(f"data_format must be NHWC or NCHW, not {data_format!r}")
+        if not 0.0 <= dropout_rate < 1.0:
+            raise ValueError(f"dropout_rate must be in [0, 1), not {dropout_rate}")
+        if kernel_initializer not in layers.KERNEL_INITIALIZERS:
+            raise ValueError(f"unknown kernel_initializer {kernel_initializer!r}; expected one "
+                             f"of {', '.join(layers.KERNEL_INITIALIZERS)}")
+        self.blocks = tuple(blocks)
+        self.num_classes = num_classes
+        self.compute_dtype = COMPUTE_DTYPES[compute_dtype]
+        self.data_format = data_format
+        self.dropout_rate = dropout_rate
+        opts = dict(data_format=data_format, bn_epsilon=bn_epsilon, bn_momentum=bn_momentum,
+                    initializer=kernel_initializer, dropout_rate=dropout_rate,
+                    recompute=recompute, channel_axis=3 if data_format == "NHWC" else 1)
+        seeds = _Seeds(seed)
+        with self.name_scope:
+            self.stem_conv = layers.Conv2D(3, stem_filters, 7, stride=2, data_format=data_format,
+                                           initializer=kernel_initializer, seed=seeds(),
+                                           name="conv1/conv")
+            self.stem_bn = layers.BatchNorm(stem_filters, bn_epsilon, bn_momentum, data_format,
+                                            name="conv1/bn")
+            channels = stem_filters
+            self.dense_blocks, self.transitions = [], []
+            for b, num_layers in enumerate(self.blocks):
+                block = []
+                for i in range(num_layers):
+                    block.append(DenseLayer(channels, growth_rate, bottleneck_width,
+                                            f"conv{b + 2}_block{i + 1}", opts, seeds))
+                    channels += growth_rate
+                self.dense_blocks.append(block)
+                if b < len(self.blocks) - 1:
+                    out_channels = int(channels * compression)
+                    self.transitions.append(
+                        Transition(channels, out_channels, f"pool{b + 2}", opts, seeds))
+                    channels = out_channels
+            self.head_bn = layers.BatchNorm(channels, bn_epsilon, bn_momentum, data_format,
+                                            name="bn")
+            self.classifier = layers.Dense(channels, num_classes, seed=seeds(),
+                                           name="predictions")
+            self.num_features = channels
+            # Dropout masks differ every step yet replay exactly after a resume: the generator's
+            # state is a variable that checkpoints hold.
+            self.dropout_rng = (tf.random.Generator.from_seed(seed) if dropout_rate else None)
+
+    def features(self, images, training=False):
+        """Images -> float32 pooled features [N, num_features] (the classifier's input)."""
+        stat_updates = [] if training else None
+        num_dropouts = 2 * sum(self.blocks) + len(self.transitions)
+        dropout_seeds = None
+        if training and self.dropout_rate:
+            dropout_seeds = tf.unstack(self.dropout_rng.make_seeds(num_dropouts), axis=1)
+        else:
+            dropout_seeds = [None] * num_dropouts
+        seed_iter = iter(dropout_seeds)
+        fmt = self.data_format
+        x = tf.cast(images, self.compute_dtype)
+        if fmt == "NCHW":
+            x = tf.transpose(x, [0, 3, 1, 2])
+        x = self.stem_conv(layers.zero_pad(x, 3, fmt))
+        x = tf.nn.relu(self.stem_bn(x, training, stat_updates))
+        x = layers.max_pool(layers.zero_pad(x, 1, fmt), 3, 2, fmt)
+        for b, block in enumerate(self.dense_blocks):
+            features = [x]
+            for layer in block:
+                features.append(layer(features, training, stat_updates,
+                                      (next(seed_iter), next(seed_iter))))
+            x = tf.concat(features, axis=3 if fmt == "NHWC" else 1)
+            if b < len(self.transitions):
+                x = self.transitions[b](x, training, stat_updates, next(seed_iter))
+        x = tf.nn.relu(self.head_bn(x, training, stat_updates))
+        pooled = layers.global_avg_pool(x, fmt)
+        if training:
+            for bn, mean, variance in stat_updates:
+                bn.update_moving_stats(mean, variance)
+        return pooled
+
+    def __call__(self, images, training=False):
+        return self.classifier(self.features(images, training))
+
+    # The engine applies weight decay by role; these name the roles.
+    def batch_norms(self):
+        return [m for m in self.submodules if isinstance(m, layers.BatchNorm)]
+
+    def kernels(self):
+        """Conv and dense kernels."""
+        return [m.kernel for m in self.submodules if isinstance(m, (layers.Conv2D, layers.Dense))]
+
+    def biases(self):
+        return [self.classifier.bias]
+
+    def bn_parameters(self):
+        """Trainable BN gamma and beta."""
+        return [v for bn in self.batch_norms() for v in (bn.gamma, bn.beta)]
+
+    def moving_statistics(self):
+        return [v for bn in self.batch_norms() for v in (bn.moving_mean, bn.moving_variance)]
+
+    def weights(self):
+        """Trainable variables in a fixed order (stem to head)."""
+        return [v for v in self.trainable_variables_in_order() if v.trainable]
+
+    def trainable_variables_in_order(self):
+        return [v for layer in self.layers_in_order() for v in layer.trainable_variables]
+
+    def layers_in_order(self):
+        """(name, layer) order as built: stem, blocks and transitions, head."""
+        out = [self.stem_conv, self.stem_bn]
+        for b, block in enumerate(self.dense_blocks):
+            for layer in block:
+                out += [layer.bn0, layer.conv1, layer.bn1, layer.conv2]
+            if b < len(self.transitions):
+                out += [self.transitions[b].bn, self.transitions[b].conv]
+        return out + [self.head_bn, self.classifier]
+
+
+def build_densenet(name, num_classes=1000, **options):
+    if name not in CONFIGS:
+        raise ValueError(f"unknown model {name!r}; expected one of {', '.join(CONFIGS)} "
+                         f"or 'densenet' with blocks, growth_rate and stem_filters")
+    blocks, growth_rate, stem_filters = CONFIGS[name]
+    return DenseNet(blocks, growth_rate, stem_filters, num_classes=num_classes, name=name,
+                    **options)
