@@ -40,24 +40,23 @@ def _read_keras2(f):
     return by_layer
 
 
-def _read_keras3(f, net, path):
+def _read_keras3(f, net):
     """Keras 3 names layers by class and order, so pair the n-th of a kind with our n-th."""
     stored = {}
     for key in f["layers"]:
-        match = re.fullmatch(r"([a-z_]+?)(?:_(\d+))?", key)
+        match = re.fullmatch(r"([a-z0-9_]+?)(?:_(\d+))?", key)
         if match and "vars" in f["layers"][key]:
             stored.setdefault(match.group(1), []).append((int(match.group(2) or 0), key))
     by_layer = {}
     for kind_class, kind in _KERAS3_KIND.items():
         ours = [m for m in net.layers_in_order() if isinstance(m, kind_class)]
         theirs = [key for _, key in sorted(stored.get(kind, []))]
-        if len(ours) != len(theirs):
-            raise WeightsMismatch(f"{path}: holds {len(theirs)} {kind} layers, "
-                                  f"{net.name} has {len(ours)}")
-        for layer, key in zip(ours, theirs):
+        for i, key in enumerate(theirs):
+            # Paired by position; a file layer past our last of its kind stays under its own
+            # name, so that the caller reports it as a layer this net lacks.
+            name = _normalized(ours[i].layer_name) if i < len(ours) else key
             arrays = f["layers"][key]["vars"]
-            by_layer[_normalized(layer.layer_name)] = [np.asarray(arrays[str(i)])
-                                                 for i in range(len(arrays))]
+            by_layer[name] = [np.asarray(arrays[str(j)]) for j in range(len(arrays))]
     return by_layer
 
 
@@ -74,7 +73,7 @@ def load_keras_weights(net, path, skip_head=False):
         raise WeightsMismatch(f"{path}: not a readable HDF5 weights file ({e})") from None
     with f:
         if "layers" in f and "layer_names" not in f.attrs:
-            by_layer = _read_keras3(f, net, path)
+            by_layer = _read_keras3(f, net)
         elif "layer_names" in f.attrs or "model_weights" in f:
             by_layer = _read_keras2(f)
         else:

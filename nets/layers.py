@@ -147,12 +147,22 @@ def zero_pad(x, pad, data_format="NHWC"):
     return tf.pad(x, paddings)
 
 
+def _pool_nhwc(pool, x, size, stride, data_format):
+    """Pools in NHWC whatever the net's layout: TF 2.15's CPU pooling silently returns wrong
+    values for NCHW (seen in eager and in tf.function), and the four pools of a DenseNet make
+    the two transposes negligible next to its convolutions, which stay in NCHW."""
+    if data_format == "NCHW":
+        x = tf.transpose(x, [0, 2, 3, 1])
+    y = pool(x, size, stride, "VALID")
+    return tf.transpose(y, [0, 3, 1, 2]) if data_format == "NCHW" else y
+
+
 def max_pool(x, size, stride, data_format="NHWC"):
-    return tf.nn.max_pool2d(x, size, stride, "VALID", data_format=data_format)
+    return _pool_nhwc(tf.nn.max_pool2d, x, size, stride, data_format)
 
 
 def avg_pool(x, size, stride, data_format="NHWC"):
-    return tf.nn.avg_pool2d(x, size, stride, "VALID", data_format=data_format)
+    return _pool_nhwc(tf.nn.avg_pool2d, x, size, stride, data_format)
 
 
 def global_avg_pool(x, data_format="NHWC"):

@@ -79,3 +79,8 @@ def unbiased_moving_variance(bn_layer, before, batch):
     height, width = tuple(bn_layer.input.shape)[1:3]
     n = batch * height * width
     return momentum * before + (1.0 - momentum) * biased * n / (n - 1)
+
+
+def keras_features(model):
+    """The Keras model up to its global average pool (the classifier's input)."""
+    return keras.Model(model.inputs, model.get_layer("avg_pool").output)

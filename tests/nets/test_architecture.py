@@ -79,3 +79,31 @@ def test_initializers_have_keras_statistics():
     np.testing.assert_array_equal(again.stem_conv.kernel.numpy(), he.stem_conv.kernel.numpy())
     assert not np.array_equal(glorot.stem_conv.kernel.numpy(),
                               nets.build("densenet121", seed=1).stem_conv.kernel.numpy())
+
+
+@pytest.mark.parametrize("in_function", [False, True], ids=["eager", "tf.function"])
+def test_nchw_net_computes_what_the_nhwc_net_computes(in_function):
+    """NCHW (for GPUs) takes NHWC images too and must give the same logits, gradients and
+    moving statistics; on CPU this also guards against TF 2.15's wrong NCHW pooling."""
+    options = dict(num_classes=5, blocks=(2, 2), growth_rate=4, stem_filters=8, seed=1)
+    nhwc = nets.build("densenet", **options)
+    nchw = nets.build("densenet", data_format="NCHW", **options)
+    images = tf.random.stateless_normal([2, 32, 32, 3], (7, 7))
+
+    def step(net):
+        with tf.GradientTape() as tape:
+            logits = net(images, training=True)
+            loss = tf.reduce_sum(logits ** 2)
+        return logits, tape.gradient(loss, net.trainable_variables)
+
+    step_fn = tf.function(step) if in_function else step
+    (want, want_grads), (got, got_grads) = step_fn(nhwc), step_fn(nchw)
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-5)
+    # Scale-invariant BN makes some gradients analytically zero (float noise of 1e-6): compare
+    # against the largest gradient of the net, not each tensor's own.
+    scale = max(np.abs(w.numpy()).max() for w in want_grads)
+    for g, w in zip(got_grads, want_grads):
+        np.testing.assert_allclose(g.numpy(), w.numpy(), rtol=1e-4, atol=1e-5 * scale)
+    for g, w in zip(nchw.moving_statistics(), nhwc.moving_statistics()):
+        np.testing.assert_allclose(g.numpy(), w.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(nchw(images).numpy(), nhwc(images).numpy(), rtol=1e-5, atol=1e-5)

@@ -1,0 +1,117 @@
+"""Benchmarks, printed as JSON. Speed and memory are measured here, never asserted in tests.
+
+    python -m launch.benchmark --mode=memory --model=densenet121 --batch_size=64 --image_size=224
+
+memory: peak resident memory and step time of one forward + backward pass (the gradient step,
+    without an optimizer) with and without `recompute`, each variant in a fresh process so
+    that peaks do not mix; the variants alternate over --repeats rounds and medians are reported.
+"""
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_enum("mode", "memory", ["memory", "memory_worker"],
+                  "What to measure (memory_worker is one variant, run by memory).")
+flags.DEFINE_string("model", "densenet121", "Model name, as nets.build takes it.")
+flags.DEFINE_integer("batch_size", 64, "Images per step.", lower_bound=1)
+flags.DEFINE_integer("image_size", 224, "Height and width of the images.", lower_bound=32)
+flags.DEFINE_enum("dtype", "fp32", ["fp32", "bf16"], "Compute dtype.")
+flags.DEFINE_integer("steps", 3, "Timed steps after one warm-up step.", lower_bound=1)
+flags.DEFINE_integer("repeats", 3, "Rounds of the two variants (medians are reported).",
+                     lower_bound=1)
+flags.DEFINE_boolean("recompute", False, "memory_worker: build the net with recompute.")
+flags.DEFINE_string("output", None, "Also write the JSON result to this file.")
+
+
+def peak_rss_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
+
+
+def memory_worker():
+    """One variant in this process: prints {"peak_rss_mb", "step_seconds", ...} as JSON."""
+    import tensorflow as tf
+
+    import nets
+
+    net = nets.build(FLAGS.model, recompute=FLAGS.recompute,
+                     compute_dtype={"fp32": "float32", "bf16": "bfloat16"}[FLAGS.dtype])
+    images = tf.random.stateless_uniform([FLAGS.batch_size, FLAGS.image_size,
+                                          FLAGS.image_size, 3], (1, 2), -1.0, 1.0)
+    labels = tf.random.stateless_uniform([FLAGS.batch_size], (3, 4), 0, net.num_classes, tf.int32)
+    variables = net.trainable_variables
+
+    @tf.function
+    def gradient_step():
+        with tf.GradientTape() as tape:
+            logits = net(images, training=True)
+            loss = tf.reduce_mean(
+                tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
+        grads = tape.gradient(loss, variables)
+        return loss, tf.add_n([tf.reduce_sum(g) for g in grads])
+
+    rss_before = peak_rss_mb()
+    gradient_step()  # trace + warm-up
+    times = []
+    for _ in range(FLAGS.steps):
+        start = time.perf_counter()
+        loss, _ = gradient_step()
+        float(loss)
+        times.append(time.perf_counter() - start)
+    print(json.dumps({"recompute": FLAGS.recompute, "peak_rss_mb": round(peak_rss_mb(), 1),
+                      "rss_before_step_mb": round(rss_before, 1),
+                      "step_seconds": round(statistics.median(times), 3)}))
+
+
+def memory():
+    results = {False: [], True: []}
+    for _ in range(FLAGS.repeats):
+        for recompute in (False, True):
+            cmd = [sys.executable, "-m", "launch.benchmark", "--mode=memory_worker",
+                   f"--model={FLAGS.model}", f"--batch_size={FLAGS.batch_size}",
+                   f"--image_size={FLAGS.image_size}", f"--dtype={FLAGS.dtype}",
+                   f"--steps={FLAGS.steps}", f"--recompute={recompute}"]
+            env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+            out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
+            results[recompute].append(json.loads(out.stdout.strip().splitlines()[-1]))
+            print(f"memory: recompute={recompute}: {results[recompute][-1]}", file=sys.stderr)
+
+    def median(recompute, key):
+        return statistics.median(r[key] for r in results[recompute])
+
+    summary = {
+        "mode": "memory", "model": FLAGS.model, "batch_size": FLAGS.batch_size,
+        "image_size": FLAGS.image_size, "dtype": FLAGS.dtype, "repeats": FLAGS.repeats,
+        "plain": {"peak_rss_mb": median(False, "peak_rss_mb"),
+                  "step_seconds": median(False, "step_seconds")},
+        "recompute": {"peak_rss_mb": median(True, "peak_rss_mb"),
+                      "step_seconds": median(True, "step_seconds")},
+    }
+    summary["peak_memory_ratio"] = round(summary["recompute"]["peak_rss_mb"]
+                                         / summary["plain"]["peak_rss_mb"], 3)
+    summary["step_time_ratio"] = round(summary["recompute"]["step_seconds"]
+                                       / summary["plain"]["step_seconds"], 3)
+    return summary
+
+
+def main(argv):
+    del argv
+    if FLAGS.mode == "memory_worker":
+        memory_worker()
+        return
+    summary = memory()
+    text = json.dumps(summary, indent=2)
+    print(text)
+    if FLAGS.output:
+        with open(FLAGS.output, "w") as f:
+            f.write(text + "\n")
+
+
+if __name__ == "__main__":
+    app.run(main)
