@@ -1,0 +1,247 @@
+"""Input modules: `imagenet` (the recipe's TFRecords), `folder` (class-per-folder images),
+`synthetic` (random tensors on the device, no I/O).
+
+Every module offers, for this worker (shard_index of num_shards):
+    train_dataset(batch_size, shard_index, num_shards, seed, start_example) -> endless
+        (images [B, S, S, 3], labels [B] int32 0-based) batches
+    eval_dataset(batch_size, shard_index, num_shards) -> one exact pass of
+        (images, labels, mask) batches; eval_batches(batch_size, num_shards) of them
+    num_examples(split), num_classes, class_names (or None)
+"""
+import glob
+import json
+import os
+
+import tensorflow as tf
+
+from input import pipeline, preprocessing, records
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+SPLITS = ("train", "validation")
+
+
+class _Source:
+    """Units with their example counts, read by `elements` and decoded by `parse`."""
+
+    def __init__(self, paths, counts, elements, parse):
+        self.paths, self.counts = paths, counts
+        self.elements, self.parse = elements, parse
+
+
+class _FileBacked:
+    """What imagenet and folder share: two sources, the pipelines, the corrupt-example policy."""
+
+    def __init__(self, image_size, preprocessing_recipe, dtype, num_parallel_calls, deterministic,
+                 shuffle_buffer, cycle_length, threads, skip_corrupt):
+        preprocessing.check_recipe(preprocessing_recipe)
+        self.image_size, self.recipe = image_size, preprocessing_recipe
+        self.dtype = tf.dtypes.as_dtype(dtype)
+        self.num_parallel_calls = num_parallel_calls
+        self.deterministic, self.shuffle_buffer = deterministic, shuffle_buffer
+        self.cycle_length, self.threads = cycle_length, threads
+        self.skip_corrupt = skip_corrupt
+        self._bad = {}
+
+    def num_examples(self, split):
+        return sum(self.source(split).counts) - len(self.bad_examples(split))
+
+    def bad_examples(self, split):
+        """[(path, index, reason)] left out with skip_corrupt (found by one slow scan)."""
+        if not self.skip_corrupt:
+            return []
+        if split not in self._bad:
+            self._bad[split] = pipeline.find_bad_examples(self.source(split))
+        return self._bad[split]
+
+    def _skip_fn(self, split):
+        bad = self.bad_examples(split)
+        if not bad:
+            return None, 0
+        paths = self.source(split).paths
+        keys = tf.constant([f"{paths.index(p)}:{i}" for p, i, _ in bad])
+        table = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(keys, tf.ones_like(keys, tf.int32)), 0)
+
+        def skip(unit, index):
+            key = tf.strings.join([tf.strings.as_string(unit), tf.strings.as_string(index)], ":")
+            return table.lookup(key) > 0
+        return skip, bad
+
+    def train_dataset(self, batch_size, shard_index=0, num_shards=1, seed=0, start_example=0):
+        skip, _ = self._skip_fn("train")
+        return pipeline.train_dataset(
+            self.source("train"), batch_size, self.image_size, shard_index, num_shards, seed,
+            start_example, self.recipe, self.dtype, self.num_parallel_calls, self.deterministic,
+            self.shuffle_buffer, self.cycle_length, self.threads, skip)
+
+    def eval_dataset(self, batch_size, shard_index=0, num_shards=1):
+        skip, bad = self._skip_fn("validation")
+        source = self.source("validation")
+        ids, record_shard = pipeline._worker_units(len(source.paths), shard_index, num_shards)
+        skipped = 0
+        if bad:
+            mine = {source.paths[i] for i in ids}
+            skipped = sum(1 for p, i, _ in bad if p in mine) if record_shard is None else \
+                sum(1 for p, i, _ in bad if self._global_index(source, p, i) % num_shards
+                    == shard_index)
+        return pipeline.eval_dataset(source, batch_size, self.image_size, shard_index,
+                                     num_shards, self.recipe, self.dtype,
+                                     self.num_parallel_calls, self.threads, skip, skipped)
+
+    @staticmethod
+    def _global_index(source, path, index):
+        unit = source.paths.index(path)
+        return sum(source.counts[:unit]) + index
+
+    def eval_batches(self, batch_size, num_shards=1):
+        return pipeline.eval_batches(self.source("validation").counts, batch_size, num_shards)
+
+    def locate_error(self, split, limit=1):
+        """Finds the first bad example of a split (after the pipeline failed): one-line text."""
+        bad = pipeline.find_bad_examples(self.source(split), limit=limit)
+        return [f"{path} record {index}: {reason}" for path, index, reason in bad]
+
+
+class ImageNetRecords(_FileBacked):
+    """The recipe's TFRecords: <dataset_dir>/<subset>/<subset>-*, 1-based labels."""
+
+    def __init__(self, dataset_dir, train_subset="train", val_subset="validation",
+                 num_classes=None, image_size=224, preprocessing="seed", dtype="float32",
+                 num_parallel_calls=pipeline.AUTOTUNE, deterministic=False, shuffle_buffer=8192,
+                 cycle_length=10, threads=None, skip_corrupt=False):
+        super().__init__(image_size, preprocessing, dtype, num_parallel_calls, deterministic,
+                         shuffle_buffer, cycle_length, threads, skip_corrupt)
+        self.dataset_dir = dataset_dir
+        self.subsets = {"train": train_subset, "validation": val_subset}
+        self._sources = {}
+        self.class_names = None
+        self.num_classes = num_classes or self._infer_num_classes()
+
+    def _infer_num_classes(self):
+        """From the dataset's `dataset.json` (written by our tools), else ImageNet's 1000."""
+        meta = os.path.join(self.dataset_dir, "dataset.json")
+        if os.path.exists(meta):
+            with open(meta) as f:
+                info = json.load(f)
+            self.class_names = info.get("class_names")
+            return int(info["num_classes"])
+        return 1000
+
+    def source(self, split):
+        if split not in self._sources:
+            subset = self.subsets[split]
+            paths = records.list_shards(self.dataset_dir, subset)
+            counts = records.record_counts(self.dataset_dir, subset, paths)
+            paths_tensor = tf.constant(paths)
+
+            def elements(unit_ids, cycle_length, deterministic):
+                def read(unit):
+                    return tf.data.TFRecordDataset(tf.gather(paths_tensor, unit)).enumerate().map(
+                        lambda index, record: (unit, index, record))
+                cycle = max(1, min(cycle_length, len(paths)))
+                if cycle == 1:
+                    return unit_ids.interleave(read, cycle_length=1)
+                return unit_ids.interleave(read, cycle_length=cycle,
+                                           num_parallel_calls=pipeline.AUTOTUNE,
+                                           deterministic=deterministic)
+
+            def parse(unit, index, payload):
+                return records.parse(payload, tf.gather(paths_tensor, unit), index,
+                                     self.num_classes)
+
+            self._sources[split] = _Source(paths, [counts[os.path.basename(p)] for p in paths],
+                                           elements, parse)
+        return self._sources[split]
+
+
+class ImageFolder(_FileBacked):
+    """<dataset_dir>/<split>/<class name>/*.{jpg,jpeg,png}; classes sorted by name."""
+
+    def __init__(self, dataset_dir, train_subset="train", val_subset="validation",
+                 num_classes=None, image_size=224, preprocessing="seed", dtype="float32",
+                 num_parallel_calls=pipeline.AUTOTUNE, deterministic=False, shuffle_buffer=8192,
+                 cycle_length=10, threads=None, skip_corrupt=False):
+        super().__init__(image_size, preprocessing, dtype, num_parallel_calls, deterministic,
+                         shuffle_buffer, cycle_length, threads, skip_corrupt)
+        self.dataset_dir = dataset_dir
+        self.subsets = {"train": train_subset, "validation": val_subset}
+        train_dir = os.path.join(dataset_dir, train_subset)
+        if not os.path.isdir(train_dir):
+            raise records.InputError(f"split directory {train_dir} does not exist")
+        self.class_names = sorted(d for d in os.listdir(train_dir)
+                                  if os.path.isdir(os.path.join(train_dir, d)))
+        if not self.class_names:
+            raise records.InputError(f"split directory {train_dir} has no class folders")
+        self.num_classes = num_classes or len(self.class_names)
+        self._sources = {}
+
+    def _files(self, split):
+        folder = os.path.join(self.dataset_dir, self.subsets[split])
+        if not os.path.isdir(folder):
+            raise records.InputError(f"split directory {folder} does not exist")
+        files, labels = [], []
+        for label, name in enumerate(self.class_names):
+            for path in sorted(glob.glob(os.path.join(folder, name, "*"))):
+                if path.lower().endswith(IMAGE_EXTENSIONS):
+                    files.append(path)
+                    labels.append(label)
+        if not files:
+            raise records.InputError(f"split directory {folder} holds no images")
+        return files, labels
+
+    def source(self, split):
+        if split not in self._sources:
+            files, labels = self._files(split)
+            paths_tensor, labels_tensor = tf.constant(files), tf.constant(labels, tf.int32)
+
+            def elements(unit_ids, cycle_length, deterministic):
+                return unit_ids.map(lambda unit: (unit, tf.constant(0, tf.int64),
+                                                  tf.constant(b"")))
+
+            def parse(unit, index, payload):
+                return tf.io.read_file(tf.gather(paths_tensor, unit)), \
+                    tf.gather(labels_tensor, unit)
+
+            self._sources[split] = _Source(files, [1] * len(files), elements, parse)
+        return self._sources[split]
+
+
+class Synthetic:
+    """Random images and labels made on the device once and repeated: no I/O, no decode, for
+    measuring compute alone."""
+
+    def __init__(self, image_size=224, num_classes=1000, dtype="float32",
+                 num_train_examples=1_281_167, num_val_examples=50_000, **unused):
+        self.image_size, self.num_classes = image_size, num_classes
+        self.dtype = tf.dtypes.as_dtype(dtype)
+        self.class_names = None
+        self._counts = {"train": num_train_examples, "validation": num_val_examples}
+
+    def num_examples(self, split):
+        return self._counts[split]
+
+    def _batch(self, batch_size, seed):
+        images = tf.random.stateless_uniform([batch_size, self.image_size, self.image_size, 3],
+                                             (seed, 1), -1.0, 1.0)
+        labels = tf.random.stateless_uniform([batch_size], (seed, 2), 0, self.num_classes,
+                                             tf.int32)
+        return tf.cast(images, self.dtype), labels
+
+    def train_dataset(self, batch_size, shard_index=0, num_shards=1, seed=0, start_example=0):
+        return tf.data.Dataset.from_tensors(self._batch(batch_size, seed + shard_index)).repeat()
+
+    def eval_batches(self, batch_size, num_shards=1):
+        counts = [self._counts["validation"]]
+        return pipeline.eval_batches(counts, batch_size, num_shards)
+
+    def eval_dataset(self, batch_size, shard_index=0, num_shards=1):
+        total = self._counts["validation"]
+        mine = (total - shard_index + num_shards - 1) // num_shards
+        batches = self.eval_batches(batch_size, num_shards)
+        images, labels = self._batch(batch_size, 10_000 + shard_index)
+        mask = tf.cast(tf.range(batches * batch_size) < mine, tf.float32)
+        masks = tf.data.Dataset.from_tensor_slices(tf.reshape(mask, [batches, batch_size]))
+        return masks.map(lambda m: (images, labels, m))
+
+    def locate_error(self, split, limit=1):
+        return []

@@ -1,0 +1,166 @@
+"""tf.data pipelines shared by the file-backed input modules.
+
+A *source* is a sorted list of units (TFRecord shards, or image files) with a known number of
+examples each, and two functions: `elements(unit_ids)` turns a dataset of unit ids into
+(unit id, index within the unit, payload) elements, and `parse(unit_id, index, payload)` gives
+(encoded image bytes, 0-based label).
+
+Training: units sharded by worker before any shuffle (records, when there are fewer units than
+workers) -> per data-epoch unit order shuffled from (seed, epoch) -> parallel interleave of
+readers -> shuffle buffer -> parallel decode and augment with a per-example seed -> batch with
+drop_remainder -> prefetch. The stream is a pure function of (seed, example number) when
+`deterministic`, so a resumed run picks up exactly where it stopped (`start_example`).
+
+Evaluation: one pass over every example, split across workers with no overlap, no shuffle, no
+repeat; each worker pads to the same number of batches and yields a mask (1 real, 0 padding).
+"""
+import math
+import multiprocessing
+
+import tensorflow as tf
+
+from input import preprocessing, records
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def _worker_units(num_units, shard_index, num_shards):
+    """(unit ids of this worker, record-level shard or None)."""
+    if num_units >= num_shards:
+        return list(range(shard_index, num_units, num_shards)), None
+    return list(range(num_units)), (num_shards, shard_index)
+
+
+def examples_per_worker(counts, shard_index, num_shards):
+    """Examples this worker sees in one pass (counts: examples per unit, in unit order)."""
+    ids, record_shard = _worker_units(len(counts), shard_index, num_shards)
+    if record_shard is None:
+        return sum(counts[i] for i in ids)
+    total = sum(counts)
+    return (total - shard_index + num_shards - 1) // num_shards
+
+
+def _options(deterministic, threads):
+    options = tf.data.Options()
+    options.deterministic = deterministic
+    if threads:
+        options.threading.private_threadpool_size = threads
+    return options
+
+
+def default_threads(workers_per_host):
+    """A private pool per worker sized to its share of the host's cores."""
+    return max(1, multiprocessing.cpu_count() // max(1, workers_per_host))
+
+
+def train_dataset(source, batch_size, image_size, shard_index=0, num_shards=1, seed=0,
+                  start_example=0, recipe="seed", dtype=tf.float32, num_parallel_calls=AUTOTUNE,
+                  deterministic=False, shuffle_buffer=8192, cycle_length=10, threads=None,
+                  skip=None):
+    """Endless (images [B, S, S, 3], labels [B] int32) batches for this worker.
+
+    start_example: examples this worker already consumed (resume = steps done x batch_size).
+    skip: optional function (unit id, index) -> bool tensor, True for examples to leave out.
+    """
+    ids, record_shard = _worker_units(len(source.counts), shard_index, num_shards)
+    per_epoch = examples_per_worker(source.counts, shard_index, num_shards)
+    if per_epoch == 0:
+        raise ValueError("this worker's share of the training split is empty")
+    first_epoch, offset = divmod(start_example, per_epoch)
+    ids_tensor = tf.constant(ids, tf.int64)
+
+    def epoch(k):
+        order = tf.data.Dataset.from_tensor_slices(ids_tensor).shuffle(
+            len(ids), seed=seed * 1_000_003 + k, reshuffle_each_iteration=False)
+        elements = source.elements(order, cycle_length, deterministic)
+        if record_shard is not None:
+            elements = elements.shard(*record_shard)
+        if skip is not None:
+            elements = elements.filter(lambda unit, index, payload: tf.logical_not(
+                skip(unit, index)))
+        if shuffle_buffer > 1:
+            elements = elements.shuffle(shuffle_buffer, seed=seed * 7_919 + k,
+                                        reshuffle_each_iteration=False)
+        return elements
+
+    stream = tf.data.Dataset.range(first_epoch, 2**62).flat_map(epoch).skip(offset)
+    stream = stream.enumerate(start=start_example)
+
+    def decode(number, element):
+        unit, index, payload = element
+        encoded, label = source.parse(unit, index, payload)
+        image = preprocessing.train_image(encoded, image_size,
+                                          tf.stack([tf.cast(seed, tf.int64), number]), recipe)
+        return tf.cast(image, dtype), label
+
+    stream = stream.map(decode, num_parallel_calls=num_parallel_calls,
+                        deterministic=deterministic)
+    stream = stream.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE)
+    return stream.with_options(_options(deterministic, threads))
+
+
+def eval_batches(counts, batch_size, num_shards):
+    """Batches every worker yields in one exact evaluation pass (the same on all workers)."""
+    most = max(examples_per_worker(counts, r, num_shards) for r in range(num_shards))
+    return max(1, math.ceil(most / batch_size))
+
+
+def eval_dataset(source, batch_size, image_size, shard_index=0, num_shards=1, recipe="seed",
+                 dtype=tf.float32, num_parallel_calls=AUTOTUNE, threads=None, skip=None,
+                 skipped=0):
+    """One pass: (images, labels, mask [B] float32) batches; summed over workers, every example
+    has mask 1 exactly once. `skipped`: examples `skip` removes from this worker's share."""
+    ids, record_shard = _worker_units(len(source.counts), shard_index, num_shards)
+    mine = examples_per_worker(source.counts, shard_index, num_shards) - skipped
+    total_batches = eval_batches(source.counts, batch_size, num_shards)
+    elements = source.elements(tf.data.Dataset.from_tensor_slices(tf.constant(ids, tf.int64)),
+                               1, True)
+    if record_shard is not None:
+        elements = elements.shard(*record_shard)
+    if skip is not None:
+        elements = elements.filter(lambda unit, index, payload: tf.logical_not(skip(unit, index)))
+
+    def decode(unit, index, payload):
+        encoded, label = source.parse(unit, index, payload)
+        image = preprocessing.eval_image(encoded, image_size, recipe)
+        return tf.cast(image, dtype), label, tf.constant(1.0)
+
+    real = elements.map(decode, num_parallel_calls=num_parallel_calls, deterministic=True)
+    padding = tf.data.Dataset.from_tensors(
+        (tf.zeros([image_size, image_size, 3], dtype), tf.constant(0, tf.int32),
+         tf.constant(0.0))).repeat(total_batches * batch_size - mine)
+    batches = real.concatenate(padding).batch(batch_size, drop_remainder=True)
+    return batches.prefetch(AUTOTUNE).with_options(_options(True, threads))
+
+
+def find_bad_examples(source, limit=None):
+    """[(path, index, reason)] for examples that are truncated, unparsable, labelled out of range
+    or undecodable. One example at a time: slow, for diagnosis and for skip lists."""
+    bad = []
+
+    @tf.function
+    def check(unit, index, payload):
+        encoded, label = source.parse(unit, index, payload)
+        return tf.shape(preprocessing.eval_image(encoded, 8)), label
+
+    for unit, path in enumerate(source.paths):
+        iterator = iter(source.elements(tf.data.Dataset.from_tensors(tf.constant(unit, tf.int64)),
+                                        1, True))
+        index = 0
+        while True:
+            try:
+                element = next(iterator)
+            except StopIteration:
+                break
+            except (tf.errors.DataLossError, tf.errors.NotFoundError) as e:
+                bad.append((path, index, f"unreadable: {records.one_line(e)}"))
+                break
+            try:
+                check(*element)
+            except (tf.errors.InvalidArgumentError, tf.errors.DataLossError,
+                    tf.errors.NotFoundError) as e:
+                bad.append((path, index, records.one_line(e)))
+            index += 1
+            if limit and len(bad) >= limit:
+                return bad
+    return bad
