@@ -5,6 +5,9 @@
 memory: peak resident memory and step time of one forward + backward pass (the gradient step,
     without an optimizer) with and without `recompute`, each variant in a fresh process so
     that peaks do not mix; the variants alternate over --repeats rounds and medians are reported.
+input: images/s of the imagenet input module's training pipeline against a bare tf.data loop of
+    read -> parse -> fused decode-and-crop -> resize over the same files, alternating, medians.
+    Uses --dataset_dir, or writes --input_images procedurally drawn JPEGs of 320 x 320 first.
 """
 import json
 import os
@@ -17,7 +20,7 @@ import time
 from absl import app, flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("mode", "memory", ["memory", "memory_worker"],
+flags.DEFINE_enum("mode", "memory", ["memory", "memory_worker", "input"],
                   "What to measure (memory_worker is one variant, run by memory).")
 flags.DEFINE_string("model", "densenet121", "Model name, as nets.build takes it.")
 flags.DEFINE_integer("batch_size", 64, "Images per step.", lower_bound=1)
@@ -28,6 +31,10 @@ flags.DEFINE_integer("repeats", 3, "Rounds of the two variants (medians are repo
                      lower_bound=1)
 flags.DEFINE_boolean("recompute", False, "memory_worker: build the net with recompute.")
 flags.DEFINE_string("output", None, "Also write the JSON result to this file.")
+flags.DEFINE_string("dataset_dir", None, "input: recipe-format TFRecords to read.")
+flags.DEFINE_integer("input_images", 1024, "input: images to generate without --dataset_dir.",
+                     lower_bound=64)
+flags.DEFINE_integer("input_batches", 30, "input: timed batches per measurement.", lower_bound=5)
 
 
 def peak_rss_mb():
@@ -100,12 +107,66 @@ def memory():
     return summary
 
 
+def input_benchmark():
+    import tempfile
+
+    import tensorflow as tf
+
+    import input as inputs
+    from input import demo_data, preprocessing, records
+
+    data_dir = FLAGS.dataset_dir
+    if data_dir is None:
+        data_dir = tempfile.mkdtemp(prefix="input-bench-")
+        per_class = FLAGS.input_images // len(demo_data.CLASS_NAMES)
+        demo_data.write_demo_data(data_dir, per_class, 2, size=320, train_shards=8)
+    size, batch = FLAGS.image_size, FLAGS.batch_size
+    module = inputs.build("imagenet", dataset_dir=data_dir, image_size=size)
+    files = records.list_shards(data_dir, "train")
+
+    def bare():
+        def one(serialized):
+            encoded = tf.io.parse_single_example(serialized, records.FEATURES)["image/encoded"]
+            shape = tf.io.extract_jpeg_shape(encoded)
+            begin, crop, _ = tf.image.stateless_sample_distorted_bounding_box(
+                shape, tf.constant([[[0.0, 0.0, 1.0, 1.0]]]), seed=(1, 2), max_attempts=100,
+                use_image_if_no_bounding_boxes=True, **preprocessing._CROP["seed"])
+            image = tf.image.decode_and_crop_jpeg(
+                encoded, tf.stack([begin[0], begin[1], crop[0], crop[1]]), channels=3,
+                dct_method=preprocessing._DCT)
+            return tf.image.resize(image, [size, size])
+        return (tf.data.TFRecordDataset(files, num_parallel_reads=tf.data.AUTOTUNE).repeat()
+                .map(one, num_parallel_calls=tf.data.AUTOTUNE).batch(batch)
+                .prefetch(tf.data.AUTOTUNE))
+
+    def rate(dataset):
+        iterator = iter(dataset)
+        for _ in range(5):  # warm-up: thread pools, autotuning, page cache
+            next(iterator)
+        start = time.perf_counter()
+        for _ in range(FLAGS.input_batches):
+            next(iterator)
+        return FLAGS.input_batches * batch / (time.perf_counter() - start)
+
+    pipeline_rates, bare_rates = [], []
+    for _ in range(FLAGS.repeats):
+        pipeline_rates.append(rate(module.train_dataset(batch, seed=1)))
+        bare_rates.append(rate(bare()))
+        print(f"input: pipeline {pipeline_rates[-1]:.1f} img/s, bare loop {bare_rates[-1]:.1f}"
+              f" img/s", file=sys.stderr)
+    pipeline_median, bare_median = statistics.median(pipeline_rates), statistics.median(bare_rates)
+    return {"mode": "input", "image_size": size, "batch_size": batch, "repeats": FLAGS.repeats,
+            "dataset_dir": data_dir, "pipeline_images_per_sec": round(pipeline_median, 1),
+            "bare_loop_images_per_sec": round(bare_median, 1),
+            "ratio": round(pipeline_median / bare_median, 3)}
+
+
 def main(argv):
     del argv
     if FLAGS.mode == "memory_worker":
         memory_worker()
         return
-    summary = memory()
+    summary = memory() if FLAGS.mode == "memory" else input_benchmark()
     text = json.dumps(summary, indent=2)
     print(text)
     if FLAGS.output:
