@@ -35,3 +35,48 @@ def real_images(size, count=4):
         crop = photo.crop((int(left), int(top), int(left + side), int(top + side)))
         images.append(np.asarray(crop.resize((size, size), Image.BILINEAR), np.float32))
     return np.stack(images) / 127.5 - 1.0
+
+
+# A small custom DenseNet and small images: the whole engine path in seconds.
+TINY = ["--model=densenet", "--blocks=2,2", "--growth_rate=8", "--stem_filters=16",
+        "--image_size=32", "--dtype=fp32", "--batch_size=8", "--warmup_epochs=0",
+        "--initial_lr=0.05", "--log_steps=2", "--shuffle_buffer=16"]
+
+
+def train_command(*args):
+    import sys
+    return [sys.executable, "-m", "launch.train", *args]
+
+
+def run_train(args, timeout=300, env=None, check=True):
+    """Runs `python -m launch.train ARGS`; returns the CompletedProcess."""
+    cmd = train_command(*args)
+    if check:
+        return run_checked(cmd, timeout, env=env)
+    full_env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2", **(env or {}))
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=full_env,
+                          cwd=REPO)
+
+
+def metrics(model_dir, split=None, timing=False):
+    """metrics.jsonl records (without the timing fields unless timing=True)."""
+    import json
+    timing_keys = {"images_per_sec", "input_wait_sec", "compute_sec", "seconds"}
+    out = []
+    with open(os.path.join(model_dir, "metrics.jsonl")) as f:
+        for line in f:
+            record = json.loads(line)
+            if split and record["split"] != split:
+                continue
+            if not timing:
+                record = {k: v for k, v in record.items() if k not in timing_keys}
+            out.append(record)
+    return out
+
+
+def checkpoint_values(path):
+    """{variable key: array} of a checkpoint, read with TF's checkpoint reader."""
+    import tensorflow as tf
+    reader = tf.train.load_checkpoint(path)
+    return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
+            if not k.startswith("_CHECKPOINTABLE") and "save_counter" not in k}

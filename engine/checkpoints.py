@@ -1,0 +1,108 @@
+"""Checkpoints (tf.train.Checkpoint + CheckpointManager, rank 0 writes) and the model_dir lock.
+
+A checkpoint holds the net (weights, BN statistics, dropout generator), the optimizer (slots,
+iterations), the global step and the epoch, so that a resumed run continues exactly. Restoring
+falls back from a corrupt newest checkpoint to the previous one, saying so.
+"""
+import fcntl
+import os
+
+import tensorflow as tf
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint cannot be used; the message names it."""
+
+
+class ModelDirLocked(RuntimeError):
+    pass
+
+
+class ModelDirLock:
+    """An exclusive lock on <model_dir>/.lock for the life of a run (released by the kernel if
+    the process dies), so that two runs never write the same checkpoints."""
+
+    def __init__(self, model_dir):
+        os.makedirs(model_dir, exist_ok=True)
+        self.path = os.path.join(model_dir, ".lock")
+        self._file = open(self.path, "a+")
+        try:
+            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._file.seek(0)
+            holder = self._file.read().strip() or "another process"
+            self._file.close()
+            raise ModelDirLocked(f"model_dir {model_dir} is in use by {holder}; "
+                                 f"wait for it or choose another --model_dir") from None
+        self._file.seek(0)
+        self._file.truncate()
+        self._file.write(f"pid {os.getpid()} on {os.uname().nodename}\n")
+        self._file.flush()
+
+    def release(self):
+        if not self._file.closed:
+            fcntl.flock(self._file, fcntl.LOCK_UN)
+            self._file.close()
+
+
+class Checkpoints:
+    def __init__(self, directory, keep, net, optimizer, epoch, is_chief, log=print):
+        self.checkpoint = tf.train.Checkpoint(net=net, optimizer=optimizer, epoch=epoch)
+        self.directory, self.is_chief, self.log = directory, is_chief, log
+        # Every rank builds a manager (to find checkpoints); only rank 0 ever saves.
+        self.manager = tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=keep)
+
+    def save(self, step):
+        """Writes a checkpoint (rank 0). A failed write (disk full) raises CheckpointError;
+        the previous checkpoints stay valid because TF writes to a temporary name first."""
+        if not self.is_chief:
+            return None
+        try:
+            return self.manager.save(checkpoint_number=step)
+        except (tf.errors.OpError, OSError) as e:
+            message = getattr(e, "message", str(e)).splitlines()[0]
+            raise CheckpointError(f"could not write a checkpoint to {self.directory}: "
+                                  f"{message}") from None
+
+    def restore(self, path, expect_partial=False):
+        """Restores `path`; CheckpointError naming it if it is unreadable or of another model."""
+        try:
+            status = self.checkpoint.restore(path)
+            if expect_partial:
+                status.expect_partial()
+            else:
+                status.assert_existing_objects_matched()
+        except (tf.errors.OpError, ValueError, AssertionError) as e:
+            message = getattr(e, "message", None) or str(e)
+            raise CheckpointError(f"checkpoint {path} cannot be restored: "
+                                  f"{_first_line(message)}") from None
+        return path
+
+    def restore_latest(self, allow_fresh_start=False):
+        """Restores the newest usable checkpoint, newest first; None when there is none.
+
+        A checkpoint that fails to load is reported and skipped. If checkpoints exist but none
+        loads, raises CheckpointError unless allow_fresh_start (then starts from scratch)."""
+        candidates = list(reversed(self.manager.checkpoints))
+        failures = []
+        for path in candidates:
+            try:
+                self.restore(path)
+                if failures:
+                    self.log(f"checkpoint: fell back to {path}")
+                return path
+            except CheckpointError as e:
+                failures.append(str(e))
+                self.log(f"checkpoint: {e}; trying the previous one")
+        if failures and not allow_fresh_start:
+            raise CheckpointError(f"no usable checkpoint in {self.directory} "
+                                  f"({len(failures)} found, none loads); refusing to start over "
+                                  f"(pass --allow_fresh_start to do so)")
+        return None
+
+
+def _first_line(text):
+    for line in str(text).splitlines():
+        if line.strip():
+            return line.strip()[:400]
+    return "unknown error"

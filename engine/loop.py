@@ -1,0 +1,249 @@
+"""The outer loop: epochs of steps, exact evaluation, checkpoints, logs, profiling, stops.
+
+Owns what happens between steps (orbit's split): the steps themselves are in engine/step.py.
+Rank 0 writes checkpoints, metrics.jsonl and TensorBoard events; every rank computes.
+"""
+import dataclasses
+import signal
+import time
+from typing import Optional, Tuple
+
+import tensorflow as tf
+
+from engine import checkpoints, observe
+from engine.step import EvalStep, TrainStep
+
+
+class NonFiniteLoss(RuntimeError):
+    pass
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    model_dir: str
+    global_batch: int
+    epochs: int
+    steps_per_epoch: int
+    validation_steps: Optional[int] = None   # None: the whole split; 0: no evaluation
+    seed: int = 0
+    log_steps: int = 100
+    summary_steps: Optional[int] = None      # TensorBoard scalars every N steps (None: off)
+    checkpoint_steps: Optional[int] = None   # also checkpoint every N steps (epoch ends always)
+    keep_checkpoints: int = 5
+    steps_per_loop: int = 1
+    profile_steps: Optional[Tuple[int, int]] = None
+    resume_from: Optional[str] = None        # explicit checkpoint to start from
+    resume_from_epoch: Optional[int] = None  # its epoch, when the checkpoint does not say
+    allow_fresh_start: bool = False
+    progress: bool = False                   # a live progress line on a terminal
+
+
+class StopRequested(Exception):
+    pass
+
+
+class Trainer:
+    def __init__(self, net, optimizer, data, backend, train_step: TrainStep, config: TrainConfig,
+                 log=print):
+        self.net, self.optimizer, self.data, self.backend = net, optimizer, data, backend
+        self.step_fn, self.config = train_step, config
+        self.log = log if backend.is_chief else (lambda *a, **k: None)
+        self.local_batch = config.global_batch // backend.size
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        self.eval_step = EvalStep(net)
+        self.checkpoints = checkpoints.Checkpoints(
+            f"{config.model_dir}/checkpoints", config.keep_checkpoints, net, optimizer,
+            self.epoch, backend.is_chief, log=self.log)
+        self.recorder = observe.Recorder(config.model_dir, backend.is_chief)
+        self._stop_signal = None
+
+    # -- start -----------------------------------------------------------------------------
+    def _start(self):
+        """Builds slots, restores (latest in model_dir, else --resume_from), broadcasts."""
+        self.optimizer.build(self.step_fn.variables)
+        restored = self.checkpoints.restore_latest(self.config.allow_fresh_start)
+        if restored is None and self.config.resume_from:
+            restored = self.checkpoints.restore(self.config.resume_from)
+            if self.config.resume_from_epoch is not None:
+                self.epoch.assign(self.config.resume_from_epoch)
+                self.optimizer.iterations.assign(
+                    self.config.resume_from_epoch * self.config.steps_per_epoch)
+        # Rank 0's weights, statistics, slots and counters everywhere (one broadcast, before
+        # step 1, after the slots exist).
+        self.backend.broadcast_variables(self.net.variables + self.optimizer.variables
+                                         + (self.epoch,))
+        step = int(self.optimizer.iterations.numpy())
+        if restored:
+            self.log(f"resumed from {restored} at step {step}, epoch {int(self.epoch.numpy())}")
+        self.recorder.truncate_after(step)
+        return step
+
+    def _evaluate_if_missing(self, step):
+        """A run killed between an epoch's checkpoint and its evaluation resumes past that
+        epoch: evaluate it now, so that no epoch's validation metrics are missing."""
+        cfg = self.config
+        if step == 0 or step % cfg.steps_per_epoch or cfg.validation_steps == 0:
+            return
+        if not self.backend.is_chief:
+            have = True
+        else:
+            have = any(r["split"] == "validation" and r["step"] == step
+                       for r in self.recorder.records())
+        if self.backend.any(not have):
+            self.evaluate(step, step // cfg.steps_per_epoch)
+
+    def _install_signal_handlers(self):
+        def request_stop(signum, frame):
+            self._stop_signal = signum
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, request_stop)
+
+    # -- train -----------------------------------------------------------------------------
+    def train(self):
+        cfg = self.config
+        self._install_signal_handlers()
+        step = self._start()
+        self._evaluate_if_missing(step)
+        total_steps = cfg.epochs * cfg.steps_per_epoch
+        iterator = iter(self.data.train_dataset(
+            self.local_batch, self.backend.rank, self.backend.size, cfg.seed,
+            start_example=step * self.local_batch))
+        meter = observe.Throughput(cfg.global_batch)
+        progress = self._progress = observe.Progress(
+            total_steps, enabled=cfg.progress and self.backend.is_chief)
+        last_eval = None
+        while step < total_steps:
+            epoch = step // cfg.steps_per_epoch
+            self.epoch.assign(epoch)
+            epoch_end = (epoch + 1) * cfg.steps_per_epoch
+            while step < epoch_end:
+                chunk = self._chunk(step, epoch_end)
+                self._maybe_profile(step, chunk)
+                self._run(iterator, chunk, meter)
+                step += chunk
+                self._check_finite()
+                if step % cfg.log_steps == 0 or step == epoch_end:
+                    self._log_train(step, meter)
+                progress.update(step, meter)
+                if cfg.checkpoint_steps and step % cfg.checkpoint_steps == 0 and step != epoch_end:
+                    self._save(step)
+                if self.backend.any(self._stop_signal is not None):
+                    self._save(step)
+                    progress.close()
+                    raise StopRequested(step)
+            self.epoch.assign(epoch + 1)
+            self._sync_moving_statistics()
+            self._save(step)
+            if cfg.validation_steps != 0:
+                last_eval = self.evaluate(step, epoch + 1)
+        progress.close()
+        self._stop_profiler()
+        summary = {"steps": step, "images_per_sec": meter.overall()}
+        if last_eval:
+            summary.update({f"validation_{k}": v for k, v in last_eval.items()})
+        return summary
+
+    def _chunk(self, step, epoch_end):
+        """Steps until the next event (log, checkpoint, profile boundary, epoch end)."""
+        cfg = self.config
+        limit = epoch_end
+        for every in (cfg.log_steps, cfg.checkpoint_steps, cfg.summary_steps):
+            if every:
+                limit = min(limit, (step // every + 1) * every)
+        if cfg.profile_steps:
+            for boundary in cfg.profile_steps:
+                if boundary > step:
+                    limit = min(limit, boundary)
+        return max(1, min(cfg.steps_per_loop, limit - step))
+
+    def _run(self, iterator, steps, meter):
+        if self.config.steps_per_loop == 1:
+            wait_start = time.perf_counter()
+            images, labels = next(iterator)
+            waited = time.perf_counter() - wait_start
+            self.step_fn.train_step(images, labels)
+            meter.add(1, waited, time.perf_counter() - wait_start - waited)
+        else:
+            start = time.perf_counter()
+            self.step_fn.train_loop(iterator, tf.constant(steps))
+            meter.add(steps, None, time.perf_counter() - start)
+
+    def _check_finite(self):
+        bad = int(self.step_fn.nonfinite_step.numpy())
+        if bad >= 0:
+            raise NonFiniteLoss(f"loss or gradients became NaN or Inf at step {bad + 1}; "
+                                f"stopped without applying it (last good checkpoint kept)")
+
+    def _log_train(self, step, meter):
+        metrics = self.step_fn.metrics.read_and_reset(self.backend)
+        lr = float(self.step_fn.lr_fn(step - 1))
+        rates = meter.interval()
+        record = {"split": "train", "step": step, "epoch": step / self.config.steps_per_epoch,
+                  "loss": metrics["loss"], "top1": metrics["top1"], "top5": metrics["top5"],
+                  "lr": lr, **rates}
+        self.recorder.write(record)
+        if self.config.summary_steps:
+            self.recorder.scalars("train", step, {k: record[k] for k in
+                                                  ("loss", "top1", "top5", "lr")}
+                                  | {"images_per_sec": rates["images_per_sec"]})
+        if self.config.progress:
+            self._progress.loss = record["loss"]
+        else:
+            self.log(observe.format_train(record))
+
+    def _save(self, step):
+        path = self.checkpoints.save(step)
+        if path:
+            self.log(f"checkpoint: {path}")
+
+    def _sync_moving_statistics(self):
+        """Workers' BN statistics drift apart (each sees its own batches): average them so that
+        evaluation and checkpoints use one model."""
+        if self.backend.size > 1:
+            stats = self.net.moving_statistics()
+            for v, mean in zip(stats, self.backend.average([v.read_value() for v in stats])):
+                v.assign(mean)
+
+    # -- profiling -------------------------------------------------------------------------
+    def _maybe_profile(self, step, chunk):
+        window = self.config.profile_steps
+        if not window or not self.backend.is_chief:
+            return
+        if step == window[0]:
+            tf.profiler.experimental.start(f"{self.config.model_dir}/train")
+            self._profiling = True
+            self.log(f"profiler: capturing steps {window[0] + 1}-{window[1]}")
+        elif step == window[1]:
+            self._stop_profiler()
+
+    def _stop_profiler(self):
+        if getattr(self, "_profiling", False):
+            tf.profiler.experimental.stop()
+            self._profiling = False
+            self.log(f"profiler: trace written under {self.config.model_dir}/train/plugins/profile")
+
+    # -- evaluate --------------------------------------------------------------------------
+    def evaluate(self, step=None, epoch=None):
+        """One exact pass over the validation split (or validation_steps batches per worker);
+        metrics summed over workers: {loss, top1, top5, examples}."""
+        batches = self.data.eval_batches(self.local_batch, self.backend.size)
+        if self.config.validation_steps:
+            batches = min(batches, self.config.validation_steps)
+        dataset = self.data.eval_dataset(self.local_batch, self.backend.rank, self.backend.size)
+        start = time.perf_counter()
+        for images, labels, mask in dataset.take(batches):
+            self.eval_step.eval_step(images, labels, mask)
+        metrics = self.eval_step.metrics.read_and_reset(self.backend)
+        step = int(self.optimizer.iterations.numpy()) if step is None else step
+        epoch = int(self.epoch.numpy()) if epoch is None else epoch
+        record = {"split": "validation", "step": step, "epoch": epoch, **metrics,
+                  "seconds": round(time.perf_counter() - start, 3)}
+        self.recorder.write(record)
+        self.recorder.scalars("validation", step, {k: metrics[k] for k in ("loss", "top1", "top5")})
+        self.log(observe.format_eval(record))
+        return metrics
+
+    def evaluate_checkpoint(self, path):
+        self.optimizer.build(self.step_fn.variables)
+        self.checkpoints.restore(path, expect_partial=True)
+        return self.evaluate()

@@ -1,0 +1,143 @@
+"""What a run tells: metrics.jsonl, TensorBoard scalars, throughput, a live progress line."""
+import json
+import os
+import statistics
+import sys
+import time
+
+import tensorflow as tf
+
+
+class Recorder:
+    """<model_dir>/metrics.jsonl (one JSON object per train log interval and per evaluation) and
+    TensorBoard events under <model_dir>/train and <model_dir>/validation. Rank 0 only."""
+
+    def __init__(self, model_dir, is_chief):
+        self.enabled = is_chief
+        self.path = os.path.join(model_dir, "metrics.jsonl")
+        self.model_dir = model_dir
+        self._writers = {}
+
+    def truncate_after(self, step):
+        """Drops records past `step` (left by a run that died after its last checkpoint), so that
+        the resumed run neither duplicates nor loses any."""
+        if not self.enabled or not os.path.exists(self.path):
+            return
+        kept = [line for line in self.records() if line["step"] <= step]
+        tmp = self.path + ".tmp"
+        with open(tmp, "w") as f:
+            for record in kept:
+                f.write(json.dumps(record) + "\n")
+        os.replace(tmp, self.path)
+
+    def records(self):
+        if not os.path.exists(self.path):
+            return []
+        out = []
+        with open(self.path) as f:
+            for line in f:
+                try:
+                    out.append(json.loads(line))
+                except ValueError:
+                    break  # a line cut by a crash: everything after it is suspect
+        return out
+
+    def write(self, record):
+        if not self.enabled:
+            return
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def scalars(self, split, step, values):
+        if not self.enabled:
+            return
+        if split not in self._writers:
+            self._writers[split] = tf.summary.create_file_writer(
+                os.path.join(self.model_dir, split))
+        with self._writers[split].as_default(step=step):
+            for name, value in values.items():
+                tf.summary.scalar(name, value)
+        self._writers[split].flush()
+
+
+class Throughput:
+    """Global images/s per log interval and over the run, the first interval (tracing and
+    warm-up) excluded from the run's figure; time waiting for input vs. computing."""
+
+    def __init__(self, global_batch):
+        self.global_batch = global_batch
+        self._steps = self._wait = self._compute = 0.0
+        self._start = time.perf_counter()
+        self._interval_rates, self._intervals = [], 0
+        self._timed_steps = self._timed_seconds = 0.0
+
+    def add(self, steps, waited, computed):
+        self._steps += steps
+        self._wait = None if waited is None or self._wait is None else self._wait + waited
+        self._compute += computed
+
+    def interval(self):
+        now = time.perf_counter()
+        seconds = max(now - self._start, 1e-9)
+        rate = self._steps * self.global_batch / seconds
+        out = {"images_per_sec": round(rate, 2),
+               "input_wait_sec": None if self._wait is None else round(self._wait, 3),
+               "compute_sec": round(self._compute, 3)}
+        self._intervals += 1
+        if self._intervals > 1:
+            self._timed_steps += self._steps
+            self._timed_seconds += seconds
+            self._interval_rates.append(rate)
+        self._steps, self._wait, self._compute, self._start = 0, 0.0, 0.0, now
+        return out
+
+    def overall(self):
+        """Images/s over all intervals after the first (None if there was only one)."""
+        if not self._timed_seconds:
+            return None
+        return round(self._timed_steps * self.global_batch / self._timed_seconds, 2)
+
+    def spread(self):
+        if len(self._interval_rates) < 2:
+            return None
+        return round(1.96 * statistics.stdev(self._interval_rates), 2)
+
+
+class Progress:
+    """One line rewritten in place on a terminal: step, loss, images/s, ETA."""
+
+    def __init__(self, total_steps, enabled):
+        self.total, self.enabled = total_steps, enabled
+        self.start = time.perf_counter()
+        self.loss = None
+
+    def update(self, step, meter):
+        if not self.enabled:
+            return
+        elapsed = time.perf_counter() - self.start
+        rate = step / elapsed if elapsed > 0 else 0.0
+        eta = (self.total - step) / rate if rate > 0 else 0.0
+        images = rate * meter.global_batch
+        loss = "" if self.loss is None else f"loss {self.loss:.4f} | "
+        sys.stdout.write(f"\rstep {step}/{self.total} | {loss}{images:6.1f} img/s | "
+                         f"ETA {int(eta) // 60:d}:{int(eta) % 60:02d}   ")
+        sys.stdout.flush()
+
+    def close(self):
+        if self.enabled:
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+
+
+def format_train(record):
+    return (f"step {record['step']} epoch {record['epoch']:.2f}: loss {record['loss']:.4f} "
+            f"top1 {record['top1']:.4f} lr {record['lr']:.5f} "
+            f"{record['images_per_sec']:.1f} img/s")
+
+
+def format_eval(record):
+    return (f"validation at step {record['step']} (epoch {record['epoch']}): "
+            f"loss {record['loss']:.4f} top1 {record['top1']:.4f} top5 {record['top5']:.4f} "
+            f"over {record['examples']} examples")

@@ -1,0 +1,104 @@
+"""Optimizers on TF's fused training ops, with the recipe's settings by default.
+
+    sgd      momentum 0.9, Nesterov (ResourceApplyKerasMomentum: Keras' formula)
+    adam     beta1 0.9, beta2 0.999, epsilon 1e-2 (ResourceApplyAdam)
+    rmsprop  rho 0.9, epsilon 1e-2, no momentum: var -= lr * g / (sqrt(ms) + epsilon), as Keras
+             2's RMSprop (the recipe's). TF's fused ResourceApplyRMSProp, and Keras 3, put epsilon
+             inside the sqrt, which with epsilon 1e-2 is another optimizer; it is used only
+             when momentum > 0, as Keras 2 does.
+
+Slots are created by `build(variables)` before the first step (so that they can be broadcast
+and checkpointed) and kept in variable order. `decoupled_weight_decay` shrinks each variable by
+lr * decay before the update (AdamW/SGDW style); the recipe's L2 penalty lives in the loss.
+"""
+import tensorflow as tf
+
+NAMES = ("sgd", "adam", "rmsprop")
+
+
+class Optimizer(tf.Module):
+    slot_names = ()
+
+    def __init__(self, decoupled_weight_decay=0.0, name=None):
+        super().__init__(name=name)
+        self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False, name="iterations")
+        self.decoupled_weight_decay = decoupled_weight_decay
+        self.slots = []  # per variable: [slot variables in slot_names order]
+        self._variables = None
+
+    def build(self, variables):
+        """Creates the slots of `variables` (the list every later `apply` gets, in order)."""
+        self._variables = list(variables)
+        with tf.name_scope(self.name):
+            self.slots = [[tf.Variable(tf.zeros_like(v), trainable=False,
+                                       name=f"{v.name.split(':')[0]}/{slot}")
+                           for slot in self.slot_names] for v in self._variables]
+
+    def slot_variables(self):
+        return [s for group in self.slots for s in group]
+
+    def apply(self, grads, lr):
+        """One update of the built variables with `grads` at learning rate `lr` (a scalar)."""
+        if self._variables is None:
+            raise RuntimeError("call build(variables) before apply")
+        lr = tf.cast(lr, tf.float32)
+        if self.decoupled_weight_decay:
+            for v in self._variables:
+                v.assign_sub(lr * self.decoupled_weight_decay * v)
+        for v, g, slots in zip(self._variables, grads, self.slots):
+            self._apply_one(v, tf.cast(g, v.dtype), slots, lr)
+        self.iterations.assign_add(1)
+
+
+class SGD(Optimizer):
+    slot_names = ("momentum",)
+
+    def __init__(self, momentum=0.9, nesterov=True, **kwargs):
+        super().__init__(name="sgd", **kwargs)
+        self.momentum, self.nesterov = momentum, nesterov
+
+    def _apply_one(self, var, grad, slots, lr):
+        tf.raw_ops.ResourceApplyKerasMomentum(
+            var=var.handle, accum=slots[0].handle, lr=lr, grad=grad,
+            momentum=tf.constant(self.momentum, tf.float32), use_nesterov=self.nesterov)
+
+
+class Adam(Optimizer):
+    slot_names = ("m", "v")
+
+    def __init__(self, beta1=0.9, beta2=0.999, epsilon=1e-2, **kwargs):
+        super().__init__(name="adam", **kwargs)
+        self.beta1, self.beta2, self.epsilon = beta1, beta2, epsilon
+
+    def _apply_one(self, var, grad, slots, lr):
+        t = tf.cast(self.iterations + 1, tf.float32)
+        tf.raw_ops.ResourceApplyAdam(
+            var=var.handle, m=slots[0].handle, v=slots[1].handle,
+            beta1_power=tf.pow(self.beta1, t), beta2_power=tf.pow(self.beta2, t), lr=lr,
+            beta1=tf.constant(self.beta1), beta2=tf.constant(self.beta2),
+            epsilon=tf.constant(self.epsilon), grad=grad)
+
+
+class RMSprop(Optimizer):
+    slot_names = ("rms", "momentum")
+
+    def __init__(self, rho=0.9, epsilon=1e-2, momentum=0.0, **kwargs):
+        super().__init__(name="rmsprop", **kwargs)
+        self.rho, self.epsilon, self.momentum = rho, epsilon, momentum
+
+    def _apply_one(self, var, grad, slots, lr):
+        if self.momentum:
+            tf.raw_ops.ResourceApplyRMSProp(
+                var=var.handle, ms=slots[0].handle, mom=slots[1].handle, lr=lr,
+                rho=tf.constant(self.rho), momentum=tf.constant(self.momentum),
+                epsilon=tf.constant(self.epsilon), grad=grad)
+            return
+        ms = slots[0].assign(self.rho * slots[0] + (1.0 - self.rho) * tf.square(grad))
+        var.assign_sub(lr * grad / (tf.sqrt(ms) + self.epsilon))
+
+
+def build(name, **options):
+    classes = {"sgd": SGD, "adam": Adam, "rmsprop": RMSprop}
+    if name not in classes:
+        raise ValueError(f"unknown optimizer {name!r}; expected one of {', '.join(NAMES)}")
+    return classes[name](**options)

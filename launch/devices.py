@@ -1,0 +1,35 @@
+"""Device set-up, before TensorFlow touches a device: Gaudi's module, one GPU per local rank."""
+import os
+
+import tensorflow as tf
+
+
+class DeviceError(RuntimeError):
+    pass
+
+
+def load_habana():
+    """--run_on_hpu: registers Gaudi (HPU) devices with TensorFlow."""
+    try:
+        from habana_frameworks.tensorflow import load_habana_module
+    except ImportError:
+        raise DeviceError("--run_on_hpu: the Habana TensorFlow module (habana_frameworks."
+                          "tensorflow) is not installed; see BUILD.md, section Gaudi") from None
+    load_habana_module()
+
+
+def pin_gpu(local_rank):
+    """One GPU per local rank, memory grown on demand (several workers share a host)."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return None
+    gpu = gpus[local_rank % len(gpus)]
+    tf.config.set_visible_devices(gpu, "GPU")
+    tf.config.experimental.set_memory_growth(gpu, True)
+    return gpu.name
+
+
+def horovod_timeline(path):
+    """Horovod reads HOROVOD_TIMELINE at init: set it before the backend starts."""
+    if path:
+        os.environ["HOROVOD_TIMELINE"] = os.path.abspath(path)
