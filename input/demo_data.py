@@ -24,9 +24,9 @@ def draw(class_index, size, rng):
     """uint8 [size, size, 3] image of class `class_index`."""
     y, x = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
     background, foreground = _colours(rng)
-    cy, cx = rng.uniform(0.35, 0.65, 2) * size
-    r = rng.uniform(0.18, 0.32) * size
-    period = rng.uniform(0.12, 0.25) * size
+    cy, cx = rng.uniform(0.4, 0.6, 2) * size
+    r = rng.uniform(0.25, 0.36) * size
+    period = rng.uniform(0.16, 0.28) * size
     phase = rng.uniform(0, period)
     name = CLASS_NAMES[class_index]
     if name == "circle":
@@ -41,7 +41,7 @@ def draw(class_index, size, rng):
                ((np.abs(x - cx) < arm) & (np.abs(y - cy) < r))
     elif name == "ring":
         d = np.sqrt((y - cy) ** 2 + (x - cx) ** 2)
-        mask = (d < r) & (d > r * 0.6)
+        mask = (d < r) & (d > r * 0.5)
     elif name == "horizontal_stripes":
         mask = ((y + phase) % period) < period / 2
     elif name == "vertical_stripes":
@@ -52,9 +52,9 @@ def draw(class_index, size, rng):
         mask = ((x + y + phase) % (period * 1.4)) < period * 0.7
     else:  # dots
         mask = (((y + phase) % period - period / 2) ** 2 +
-                ((x + phase) % period - period / 2) ** 2) < (period * 0.25) ** 2
+                ((x + phase) % period - period / 2) ** 2) < (period * 0.3) ** 2
     image = np.where(mask[..., None], foreground, background)
-    image = image + rng.normal(0, 12, image.shape)
+    image = image + rng.normal(0, 6, image.shape)
     return np.clip(image, 0, 255).astype(np.uint8)
 
 
@@ -72,7 +72,7 @@ def _example(encoded, label, synset, height, width, filename):
         "image/colorspace": b(b"RGB")})).SerializeToString()
 
 
-def write_demo_data(out_dir, train_per_class=60, val_per_class=20, size=72, train_shards=4,
+def write_demo_data(out_dir, train_per_class=100, val_per_class=20, size=72, train_shards=4,
                     val_shards=2, seed=0):
     """Writes <out_dir>/{train,validation}/<split>-NNNNN-of-NNNNN, dataset.json and record
     counts. Returns {split: number of examples}."""

@@ -245,3 +245,6 @@ class Synthetic:
 
     def locate_error(self, split, limit=1):
         return []
+
+    def bad_examples(self, split):
+        return []

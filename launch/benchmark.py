@@ -5,6 +5,11 @@
 memory: peak resident memory and step time of one forward + backward pass (the gradient step,
     without an optimizer) with and without `recompute`, each variant in a fresh process so
     that peaks do not mix; the variants alternate over --repeats rounds and medians are reported.
+train: training images/s of the engine (our net, fused optimizer, hand-written step) against
+    keras.applications' DenseNet trained with model.fit (tests/benchmarks/keras_fit.py: Keras
+    stays out of launch/) on the same synthetic batch, each in its own process, alternating
+    over --repeats rounds; img/s as mean +- 1.96 sigma over timed steps after warm-up, and the
+    median ratio. --dtype=both measures fp32 and bf16.
 input: images/s of the imagenet input module's training pipeline against a bare tf.data loop of
     read -> parse -> fused decode-and-crop -> resize over the same files, alternating, medians.
     Uses --dataset_dir, or writes --input_images procedurally drawn JPEGs of 320 x 320 first.
@@ -20,13 +25,14 @@ import time
 from absl import app, flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("mode", "memory", ["memory", "memory_worker", "input"],
+flags.DEFINE_enum("mode", "memory", ["memory", "memory_worker", "input", "train",
+                                     "train_worker"],
                   "What to measure (memory_worker is one variant, run by memory).")
 flags.DEFINE_string("model", "densenet121", "Model name, as nets.build takes it.")
 flags.DEFINE_integer("batch_size", 64, "Images per step.", lower_bound=1)
 flags.DEFINE_integer("image_size", 224, "Height and width of the images.", lower_bound=32)
-flags.DEFINE_enum("dtype", "fp32", ["fp32", "bf16"], "Compute dtype.")
-flags.DEFINE_integer("steps", 3, "Timed steps after one warm-up step.", lower_bound=1)
+flags.DEFINE_enum("dtype", "fp32", ["fp32", "bf16", "both"], "Compute dtype (train: both).")
+flags.DEFINE_integer("steps", 3, "Timed steps after warm-up.", lower_bound=2)
 flags.DEFINE_integer("repeats", 3, "Rounds of the two variants (medians are reported).",
                      lower_bound=1)
 flags.DEFINE_boolean("recompute", False, "memory_worker: build the net with recompute.")
@@ -161,12 +167,77 @@ def input_benchmark():
             "ratio": round(pipeline_median / bare_median, 3)}
 
 
+def train_worker():
+    """Our engine's train step, timed per step: prints JSON."""
+    import tensorflow as tf
+
+    import nets
+    from engine import TrainStep, distributed, optimizers
+
+    net = nets.build(FLAGS.model, compute_dtype={"fp32": "float32",
+                                                 "bf16": "bfloat16"}[FLAGS.dtype])
+    optimizer = optimizers.build("sgd")
+    step = TrainStep(net, optimizer, distributed.SingleProcess(), lambda s: tf.constant(0.01),
+                     weight_decay=1e-4)
+    optimizer.build(step.variables)
+    images = tf.random.uniform([FLAGS.batch_size, FLAGS.image_size, FLAGS.image_size, 3], -1, 1)
+    labels = tf.random.uniform([FLAGS.batch_size], 0, 1000, tf.int32)
+    rates = []
+    for i in range(3 + FLAGS.steps):
+        start = time.perf_counter()
+        step.train_step(images, labels)
+        float(step.metrics.sums[0])  # wait for the step
+        if i >= 3:
+            rates.append(FLAGS.batch_size / (time.perf_counter() - start))
+    print(json.dumps({"impl": "engine", "tf": tf.__version__, "dtype": FLAGS.dtype,
+                      "images_per_sec": statistics.mean(rates),
+                      "ci95": 1.96 * statistics.stdev(rates) if len(rates) > 1 else 0.0}))
+
+
+def train_benchmark():
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    dtypes = ["fp32", "bf16"] if FLAGS.dtype == "both" else [FLAGS.dtype]
+    common = [f"--model={FLAGS.model}", f"--batch_size={FLAGS.batch_size}",
+              f"--image_size={FLAGS.image_size}", f"--steps={FLAGS.steps}"]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=here)
+    results = {}
+    for _ in range(FLAGS.repeats):
+        for dtype in dtypes:
+            for impl, cmd in (
+                    ("engine", [sys.executable, "-m", "launch.benchmark", "--mode=train_worker",
+                                f"--dtype={dtype}", *common]),
+                    ("keras_fit", [sys.executable,
+                                   os.path.join(here, "tests", "benchmarks", "keras_fit.py"),
+                                   f"--dtype={dtype}", *common])):
+                out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=here)
+                if out.returncode != 0:
+                    raise RuntimeError(f"{impl} {dtype} failed:\n{out.stderr[-2000:]}")
+                record = json.loads(out.stdout.strip().splitlines()[-1])
+                results.setdefault((dtype, impl), []).append(record)
+                print(f"train: {dtype} {record['impl']}: {record['images_per_sec']:.2f} "
+                      f"+- {record['ci95']:.2f} img/s", file=sys.stderr)
+    summary = {"mode": "train", "model": FLAGS.model, "batch_size": FLAGS.batch_size,
+               "image_size": FLAGS.image_size, "steps": FLAGS.steps, "repeats": FLAGS.repeats}
+    for dtype in dtypes:
+        engine = [r["images_per_sec"] for r in results[(dtype, "engine")]]
+        keras = [r["images_per_sec"] for r in results[(dtype, "keras_fit")]]
+        ratios = [a / b for a, b in zip(engine, keras)]
+        summary[dtype] = {"engine_images_per_sec": round(statistics.median(engine), 2),
+                          "keras_fit_images_per_sec": round(statistics.median(keras), 2),
+                          "keras": results[(dtype, "keras_fit")][0]["impl"],
+                          "tf": results[(dtype, "engine")][0]["tf"],
+                          "engine_ci95": round(results[(dtype, "engine")][0]["ci95"], 2),
+                          "ratio_median": round(statistics.median(ratios), 3)}
+    return summary
+
+
 def main(argv):
     del argv
-    if FLAGS.mode == "memory_worker":
-        memory_worker()
+    if FLAGS.mode in ("memory_worker", "train_worker"):
+        (memory_worker if FLAGS.mode == "memory_worker" else train_worker)()
         return
-    summary = memory() if FLAGS.mode == "memory" else input_benchmark()
+    summary = {"memory": memory, "input": input_benchmark, "train": train_benchmark}[
+        FLAGS.mode]()
     text = json.dumps(summary, indent=2)
     print(text)
     if FLAGS.output:

@@ -6,6 +6,7 @@ writes files. Bad flags, data or checkpoints end with one line naming the culpri
 """
 import os
 import random
+import re
 import sys
 
 from absl import app, flags, logging
@@ -116,7 +117,11 @@ def main(argv):
     from engine import distributed, optimizers, schedules
 
     if FLAGS.run_on_hpu:
-        devices.load_habana()
+        try:
+            devices.load_habana()
+        except devices.DeviceError as e:
+            sys.stderr.write(f"train: {e}\n")
+            return 1
     backend = distributed.create(
         use_horovod=True if FLAGS.use_hpu_strategy else None,
         fp16_allreduce=FLAGS.fp16_allreduce)
@@ -133,6 +138,13 @@ def main(argv):
             lock = engine.ModelDirLock(FLAGS.model_dir)
         data = build_input()
         num_classes = FLAGS.num_classes or data.num_classes
+        if FLAGS.skip_corrupt:
+            for split in ("train", "validation"):
+                bad = data.bad_examples(split)
+                if bad:
+                    path, index, reason = bad[0]
+                    log(f"skipping {len(bad)} bad {split} example(s), first {path} record "
+                        f"{index}: {reason}")
         steps_per_epoch = FLAGS.steps_per_epoch
         if steps_per_epoch is None:
             steps_per_epoch = data.num_examples("train") // FLAGS.batch_size
@@ -200,8 +212,13 @@ def _input_error(data, error):
     from input import InputError
     from input.records import one_line
     text = one_line(error)
-    if "input error:" in str(error):
-        return InputError(" ".join(str(error).split("input error:")[1].split()).split(" [[")[0])
+    message = str(error)
+    if "input error: label" in message:
+        # tf.debugging.Assert prints its data as [item] [item] ...: make it one sentence.
+        first = message.split("\n")[0]
+        items = re.findall(r"\[([^\[\]]*)\]", first[first.index("input error: label"):])
+        text = " ".join(i.strip().strip("'\"").removeprefix("b'").rstrip("'") for i in items)
+        return InputError(text.replace("input error: ", ""))
     located = []
     for split in ("train", "validation"):
         try:

@@ -49,7 +49,7 @@ def test_demo_data_is_deterministic_and_recipe_format(tmp_path):
     assert digest(tmp_path / "a") == digest(tmp_path / "b")
     data = inputs.build("imagenet", dataset_dir=str(tmp_path / "a"), image_size=32)
     assert data.num_classes == 10 and data.class_names[0] == "circle"
-    assert data.num_examples("train") == first["train"] == 600
+    assert data.num_examples("train") == first["train"] == 1000
     assert data.num_examples("validation") == first["validation"] == 200
     labels = [int(l) for _, ls, m in data.eval_dataset(50) for l in ls]
     assert sorted(set(labels)) == list(range(10))

@@ -1,0 +1,70 @@
+"""Export a trained run as a SavedModel with serving signatures:
+
+    python -m launch.export --model_dir=RUN --export_dir=OUT [--checkpoint=RUN/checkpoints/ckpt-N]
+
+serving_default(encoded: string [N]) -> probabilities [N, C], top5_classes, top5_probabilities:
+    JPEG/PNG bytes, preprocessed as the run evaluated (shorter side resize, central crop).
+predict_images(images: float32 [N, S, S, 3]) -> the same, from already preprocessed images.
+"""
+import os
+import sys
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model_dir", None, "The training run (holds flags.txt and checkpoints/).")
+flags.DEFINE_string("checkpoint", None, "A checkpoint of the run (default: its latest).")
+flags.DEFINE_string("export_dir", None, "Where to write the SavedModel.")
+flags.mark_flags_as_required(["model_dir", "export_dir"])
+
+
+def build_module(net, image_size, recipe):
+    import tensorflow as tf
+    from input import preprocessing
+
+    class Serving(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = net
+
+        def _outputs(self, images):
+            probabilities = tf.nn.softmax(self.net(images, training=False))
+            top = tf.math.top_k(probabilities, k=min(5, net.num_classes))
+            return {"probabilities": probabilities, "top5_classes": top.indices,
+                    "top5_probabilities": top.values}
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+        def serve(self, encoded):
+            images = tf.map_fn(lambda e: preprocessing.eval_image(e, image_size, recipe),
+                               encoded, fn_output_signature=tf.float32)
+            return self._outputs(images)
+
+        @tf.function(input_signature=[tf.TensorSpec([None, image_size, image_size, 3],
+                                                    tf.float32)])
+        def predict_images(self, images):
+            return self._outputs(images)
+
+    return Serving()
+
+
+def main(argv):
+    del argv
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+    from launch import run_dir
+    try:
+        net, run_flags, _, path = run_dir.load(FLAGS.model_dir, FLAGS.checkpoint)
+    except run_dir.RunDirError as e:
+        sys.stderr.write(f"export: {e}\n")
+        return 1
+    module = build_module(net, int(run_flags["image_size"]), run_flags.get("preprocessing",
+                                                                            "seed"))
+    tf.saved_model.save(module, FLAGS.export_dir,
+                        signatures={"serving_default": module.serve,
+                                    "predict_images": module.predict_images})
+    print(f"export: {path} -> {FLAGS.export_dir} (signatures serving_default, predict_images)")
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(lambda argv: sys.exit(main(argv)))

@@ -1,0 +1,67 @@
+"""Bad command lines end with one line naming the flag at fault and exit code 1, before any
+TensorFlow graph is built."""
+import pytest
+
+from tests import helpers
+from tests.helpers import TINY
+
+pytestmark = pytest.mark.smoke
+
+
+def refused(args, env=None):
+    proc = helpers.run_train(args, timeout=120, env=env, check=False)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    return proc.stderr
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--model=densenet999"], "flag --model=densenet999: value should be one of"),
+    (["--dtype=fp16"], "flag --dtype=fp16: value should be one of"),
+    (["--optimizer=lamb"], "flag --optimizer=lamb: value should be one of"),
+    (["--batch_size=0"], "--batch_size must be a positive integer"),
+    (["--batch_size=-8"], "--batch_size must be a positive integer"),
+    (["--epochs=0"], "--epochs must be a positive integer"),
+    (["--steps_per_epoch=0"], "--steps_per_epoch must be a positive integer when given"),
+    (["--validation_steps=-1"], "--validation_steps must be 0 (off) or positive"),
+    (["--initial_lr=0"], "--initial_lr must be positive"),
+    (["--dropout_rate=1.5"], "--dropout_rate must be in [0, 1)"),
+    (["--image_size=16"], "--image_size must be at least 32"),
+    (["--profile_steps=5,2"], "--profile_steps must be START,END"),
+    (["--resume_from_epoch=3"], "--resume_from_epoch needs --resume_from_checkpoint_path"),
+    (["--model=densenet", "--blocks="], "--model=densenet needs --blocks"),
+    (["--resume_from_checkpoint_path=/nowhere/ckpt-1"],
+     "--resume_from_checkpoint_path /nowhere/ckpt-1: no such checkpoint"),
+    (["--no_such_flag=1"], "Unknown command line flag 'no_such_flag'"),
+])
+def test_bad_flag_is_named(args, message, small_data, tmp_path):
+    base = [f"--dataset_dir={small_data}", f"--model_dir={tmp_path}"]
+    stderr = refused(base + args)
+    assert message in stderr
+    assert not (tmp_path / "flags.txt").exists()  # refused before the run started
+
+
+def test_missing_dataset_dir_is_named(tmp_path):
+    stderr = refused([f"--dataset_dir={tmp_path}/absent", f"--model_dir={tmp_path}/m"])
+    assert f"--dataset_dir {tmp_path}/absent does not exist" in stderr
+
+
+def test_batch_not_divisible_by_workers(small_data, tmp_path):
+    stderr = refused([f"--dataset_dir={small_data}", f"--model_dir={tmp_path}",
+                      "--batch_size=10"], env={"OMPI_COMM_WORLD_SIZE": "3"})
+    assert "--batch_size must be divisible by the number of workers" in stderr
+
+
+def test_flagfile_with_an_unknown_flag(small_data, tmp_path):
+    flagfile = tmp_path / "bad.flags"
+    flagfile.write_text("--epochs=2\n--learning_rate=0.1\n")
+    stderr = refused([f"--flagfile={flagfile}", f"--dataset_dir={small_data}"])
+    assert "Unknown command line flag 'learning_rate'" in stderr
+
+
+def test_run_on_hpu_without_habana_points_at_build_md(small_data, tmp_path):
+    stderr = refused([f"--dataset_dir={small_data}", f"--model_dir={tmp_path}", *TINY,
+                      "--run_on_hpu"])
+    assert stderr.strip().splitlines()[-1] == (
+        "train: --run_on_hpu: the Habana TensorFlow module (habana_frameworks.tensorflow) is "
+        "not installed; see BUILD.md, section Gaudi")

@@ -1,0 +1,51 @@
+"""The vendor README's three commands run to completion on small recipe-format data.
+
+Changed from the README, and only this: --dataset_dir (small data), --epochs, --steps_per_epoch,
+--validation_steps (small), --image_size=64 (batch 256 at 224 px needs about 40 GB on a CPU),
+no --run_on_hpu (no Gaudi here; test_bad_flags checks its clear refusal), and the 8-card run as
+horovodrun -np 2 --gloo (mpirun and 8 devices are not on this machine).
+"""
+import os
+import sys
+
+import pytest
+
+from tests import helpers
+
+pytestmark = pytest.mark.slow
+RECIPES = os.path.join(helpers.REPO, "launch", "recipes")
+HOROVODRUN = os.path.join(os.path.dirname(sys.executable), "horovodrun")
+SMALL = ["--epochs=1", "--steps_per_epoch=1", "--validation_steps=1", "--image_size=64",
+         "--log_steps=1", "--save_summary_steps=1", "--norun_on_hpu"]
+
+
+def read_events(folder):
+    """Scalars as TensorBoard itself reads them."""
+    from tensorboard.backend.event_processing import event_accumulator
+    accumulator = event_accumulator.EventAccumulator(str(folder))
+    accumulator.Reload()
+    return {tag: [e.value for e in accumulator.Scalars(tag)]
+            for tag in accumulator.Tags()["scalars"]}
+
+
+@pytest.mark.parametrize("recipe,workers", [("hpu_1card_bf16_b256_90ep", 1),
+                                            ("hpu_1card_fp32_b128_1ep", 1),
+                                            ("hpu_8cards_bf16_b1024_90ep", 2)])
+def test_recipe_command_runs_and_leaves_its_files(recipe, workers, small_data, tmp_path):
+    flagfile = os.path.join(RECIPES, f"{recipe}.flags")
+    args = [f"--flagfile={flagfile}", f"--dataset_dir={small_data}", f"--model_dir={tmp_path}",
+            *SMALL]
+    if workers == 1:
+        helpers.run_train(args, timeout=900)
+    else:
+        helpers.run_checked([HOROVODRUN, "-np", str(workers), "-H", f"localhost:{workers}",
+                             "--gloo", *helpers.train_command(*args)], timeout=1200)
+    assert os.listdir(tmp_path / "checkpoints")
+    flags_txt = (tmp_path / "flags.txt").read_text()
+    assert "--model=densenet121" in flags_txt and "--optimizer=sgd" in flags_txt
+    train, validation = helpers.metrics(tmp_path, "train"), helpers.metrics(tmp_path, "validation")
+    assert [r["step"] for r in train] == [1] and [r["step"] for r in validation] == [1]
+    events = read_events(tmp_path / "train")
+    assert {"loss", "top1", "top5", "lr", "images_per_sec"} <= set(events)
+    assert events["loss"] == pytest.approx([train[0]["loss"]], rel=1e-6)
+    assert set(read_events(tmp_path / "validation")) >= {"loss", "top1", "top5"}
