@@ -89,7 +89,7 @@ def initialize(net, path, skip_head, build_like):
         status = tf.train.Checkpoint(net=source).restore(path)
         status.expect_partial()
         status.assert_existing_objects_matched()
-    except (tf.errors.OpError, ValueError, AssertionError) as e:
+    except Exception as e:  # noqa: BLE001 - a truncated file raises IndexError, others OpError
         raise CheckpointError(f"--init_checkpoint {path} does not fit {FLAGS.model}: "
                               f"{str(e).splitlines()[0][:300]}") from None
     if source is not net:
@@ -106,7 +106,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    logging.set_verbosity(logging.WARNING)  # TF's Python INFO lines (saver timings) are noise
+    logging.set_verbosity(logging.ERROR)  # TF's Python INFO/WARNING lines drown ours
     from launch import devices
     devices.horovod_timeline(FLAGS.horovod_timeline)
 
@@ -216,8 +216,9 @@ def _input_error(data, error):
     if "input error: label" in message:
         # tf.debugging.Assert prints its data as [item] [item] ...: make it one sentence.
         first = message.split("\n")[0]
-        items = re.findall(r"\[([^\[\]]*)\]", first[first.index("input error: label"):])
-        text = " ".join(i.strip().strip("'\"").removeprefix("b'").rstrip("'") for i in items)
+        items = re.findall(r"\[([^\[\]]*)\]", first)
+        items = items[next(i for i, item in enumerate(items) if "input error: label" in item):]
+        text = " ".join(i.strip().removeprefix("b'").strip("'\"") for i in items)
         return InputError(text.replace("input error: ", ""))
     located = []
     for split in ("train", "validation"):
