@@ -89,7 +89,7 @@ def test_one_horovod_worker_killed_ends_the_job_then_rerun_resumes(small_data, t
     proc = start([HOROVODRUN, "-np", "2", "-H", "localhost:2", "--gloo",
                   *helpers.train_command(*run)])
     wait_for(lambda: len(checkpoints(tmp_path)) >= 1)
-    workers = subprocess.run(["pgrep", "-f", f"--model_dir={tmp_path}"], capture_output=True,
+    workers = subprocess.run(["pgrep", "-f", "--", f"--model_dir={tmp_path}"], capture_output=True,
                              text=True).stdout.split()
     workers = [int(p) for p in workers if int(p) != proc.pid]
     trainers = [p for p in workers if "launch.train" in open(f"/proc/{p}/cmdline").read()
@@ -101,7 +101,7 @@ def test_one_horovod_worker_killed_ends_the_job_then_rerun_resumes(small_data, t
     assert proc.returncode != 0
     assert time.time() - killed < 60
     time.sleep(1)
-    left = subprocess.run(["pgrep", "-f", f"--model_dir={tmp_path}"], capture_output=True,
+    left = subprocess.run(["pgrep", "-f", "--", f"--model_dir={tmp_path}"], capture_output=True,
                           text=True).stdout.split()
     assert not left, f"processes left behind: {left}"
     last = int(checkpoints(tmp_path)[-1].rsplit("-", 1)[1])
