@@ -22,10 +22,14 @@ SMALL = ["--epochs=1", "--steps_per_epoch=1", "--validation_steps=1", "--image_s
 def read_events(folder):
     """Scalars as TensorBoard itself reads them."""
     from tensorboard.backend.event_processing import event_accumulator
-    accumulator = event_accumulator.EventAccumulator(str(folder))
+    from tensorboard.util import tensor_util
+    accumulator = event_accumulator.EventAccumulator(
+        str(folder), size_guidance={event_accumulator.TENSORS: 0})
     accumulator.Reload()
-    return {tag: [e.value for e in accumulator.Scalars(tag)]
-            for tag in accumulator.Tags()["scalars"]}
+    # TF 2 writes scalars as tensor summaries; TensorBoard's scalar plugin reads them so.
+    return {tag: [float(tensor_util.make_ndarray(e.tensor_proto))
+                  for e in accumulator.Tensors(tag)]
+            for tag in accumulator.Tags()["tensors"]}
 
 
 @pytest.mark.parametrize("recipe,workers", [("hpu_1card_bf16_b256_90ep", 1),
