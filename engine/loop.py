@@ -122,7 +122,7 @@ class Trainer:
                 self._run(iterator, chunk, meter)
                 step += chunk
                 self._check_finite()
-                if step % cfg.log_steps == 0 or step == epoch_end:
+                if self._is_log_point(step, epoch_end):
                     self._log_train(step, meter)
                 progress.update(step, meter)
                 if cfg.checkpoint_steps and step % cfg.checkpoint_steps == 0 and step != epoch_end:
@@ -142,6 +142,12 @@ class Trainer:
         if last_eval:
             summary.update({f"validation_{k}": v for k, v in last_eval.items()})
         return summary
+
+    def _is_log_point(self, step, epoch_end):
+        """Training metrics are read (and written) at log and summary steps and epoch ends."""
+        cfg = self.config
+        return (step % cfg.log_steps == 0 or step == epoch_end
+                or bool(cfg.summary_steps and step % cfg.summary_steps == 0))
 
     def _chunk(self, step, epoch_end):
         """Steps until the next event (log, checkpoint, profile boundary, epoch end)."""
@@ -182,7 +188,8 @@ class Trainer:
                   "loss": metrics["loss"], "top1": metrics["top1"], "top5": metrics["top5"],
                   "lr": lr, **rates}
         self.recorder.write(record)
-        if self.config.summary_steps:
+        if self.config.summary_steps and (step % self.config.summary_steps == 0
+                                          or step % self.config.steps_per_epoch == 0):
             self.recorder.scalars("train", step, {k: record[k] for k in
                                                   ("loss", "top1", "top5", "lr")}
                                   | {"images_per_sec": rates["images_per_sec"]})

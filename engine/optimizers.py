@@ -18,17 +18,21 @@ NAMES = ("sgd", "adam", "rmsprop")
 
 class Optimizer(tf.Module):
     slot_names = ()
+    # The variables it updates belong to the net: neither walked as ours (optimizer.variables)
+    # nor tracked, so that checkpoints keep them under net/... and not optimizer/...
+    _TF_MODULE_IGNORED_PROPERTIES = frozenset(("_variables",)) | \
+        tf.Module._TF_MODULE_IGNORED_PROPERTIES
 
     def __init__(self, decoupled_weight_decay=0.0, name=None):
         super().__init__(name=name)
         self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False, name="iterations")
         self.decoupled_weight_decay = decoupled_weight_decay
         self.slots = []  # per variable: [slot variables in slot_names order]
-        self._variables = None
+        self.__dict__["_variables"] = None
 
     def build(self, variables):
         """Creates the slots of `variables` (the list every later `apply` gets, in order)."""
-        self._variables = list(variables)
+        self.__dict__["_variables"] = list(variables)  # bypasses checkpoint tracking
         with tf.name_scope(self.name):
             self.slots = [[tf.Variable(tf.zeros_like(v), trainable=False,
                                        name=f"{v.name.split(':')[0]}/{slot}")

@@ -245,5 +245,9 @@ def main(argv):
             f.write(text + "\n")
 
 
-if __name__ == "__main__":
+def run():
     app.run(main)
+
+
+if __name__ == "__main__":
+    run()

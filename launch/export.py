@@ -66,5 +66,9 @@ def main(argv):
     return 0
 
 
-if __name__ == "__main__":
+def run():
     app.run(lambda argv: sys.exit(main(argv)))
+
+
+if __name__ == "__main__":
+    run()

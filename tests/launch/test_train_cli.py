@@ -87,3 +87,16 @@ def test_sigterm_checkpoints_the_current_step_and_the_rerun_continues(small_data
     assert latest_checkpoint(model_dir).endswith(f"ckpt-{epochs * 10}")
     steps = [r["step"] for r in helpers.metrics(model_dir, "train")]
     assert steps == sorted(set(steps)) and steps[-1] == epochs * 10
+
+
+def test_steps_per_loop_trains_exactly_as_single_steps(small_data, tmp_path):
+    """k steps inside one tf.function are the same k steps."""
+    args = ["--epochs=1", "--steps_per_epoch=6", "--seed=8", "--deterministic",
+            "--validation_steps=0", "--log_steps=6"]
+    helpers.run_train(common(small_data, tmp_path / "one", *args))
+    helpers.run_train(common(small_data, tmp_path / "three", *args, "--steps_per_loop=3"))
+    a = helpers.checkpoint_values(latest_checkpoint(tmp_path / "one"))
+    b = helpers.checkpoint_values(latest_checkpoint(tmp_path / "three"))
+    for key in a:
+        np.testing.assert_allclose(a[key], b[key], rtol=1e-6, atol=1e-7, err_msg=key)
+    assert helpers.metrics(tmp_path / "three", "train", timing=True)[0]["input_wait_sec"] is None
