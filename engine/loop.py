@@ -47,7 +47,8 @@ class Trainer:
                  log=print):
         self.net, self.optimizer, self.data, self.backend = net, optimizer, data, backend
         self.step_fn, self.config = train_step, config
-        self.log = log if backend.is_chief else (lambda *a, **k: None)
+        self._progress = None
+        self._print = log if backend.is_chief else (lambda *a, **k: None)
         self.local_batch = config.global_batch // backend.size
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         self.eval_step = EvalStep(net)
@@ -56,6 +57,11 @@ class Trainer:
             self.epoch, backend.is_chief, log=self.log)
         self.recorder = observe.Recorder(config.model_dir, backend.is_chief)
         self._stop_signal = None
+
+    def log(self, *args, **kwargs):
+        if self._progress is not None:
+            self._progress.clear()
+        self._print(*args, **kwargs)
 
     # -- start -----------------------------------------------------------------------------
     def _start(self):

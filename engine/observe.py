@@ -125,6 +125,12 @@ class Progress:
                          f"ETA {int(eta) // 60:d}:{int(eta) % 60:02d}   ")
         sys.stdout.flush()
 
+    def clear(self):
+        """Blanks the line so that another message prints on a clean line."""
+        if self.enabled:
+            sys.stdout.write("\r" + " " * 79 + "\r")
+            sys.stdout.flush()
+
     def close(self):
         if self.enabled:
             sys.stdout.write("\n")
