@@ -104,6 +104,20 @@ class Checkpoints:
         return None
 
 
+def restore_net(net, path):
+    """Restores only the net from a checkpoint of ours (no optimizer, step or epoch); every
+    variable of the net must be in it. CheckpointError naming the path and the misfit."""
+    status = None
+    try:
+        status = tf.train.Checkpoint(net=net).restore(path)
+        status.expect_partial()  # the optimizer and counters are left in the file
+        status.assert_existing_objects_matched()
+    except Exception as e:  # noqa: BLE001 - a truncated file raises IndexError, others OpError
+        raise CheckpointError(f"checkpoint {path} does not fit {net.name}: "
+                              f"{_first_line(getattr(e, 'message', None) or e)[:300]}") from None
+    return path
+
+
 def _first_line(text):
     for line in str(text).splitlines():
         if line.strip():

@@ -14,7 +14,8 @@ import os
 
 import tensorflow as tf
 
-from input import pipeline, preprocessing, records
+from input import pipeline, records
+from input import preprocessing as recipes
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 SPLITS = ("train", "validation")
@@ -31,10 +32,16 @@ class _Source:
 class _FileBacked:
     """What imagenet and folder share: two sources, the pipelines, the corrupt-example policy."""
 
-    def __init__(self, image_size, preprocessing_recipe, dtype, num_parallel_calls, deterministic,
-                 shuffle_buffer, cycle_length, threads, skip_corrupt):
-        preprocessing.check_recipe(preprocessing_recipe)
-        self.image_size, self.recipe = image_size, preprocessing_recipe
+    def __init__(self, dataset_dir, train_subset="train", val_subset="validation",
+                 num_classes=None, image_size=224, preprocessing="seed", dtype="float32",
+                 num_parallel_calls=pipeline.AUTOTUNE, deterministic=False, shuffle_buffer=8192,
+                 cycle_length=10, threads=None, skip_corrupt=False):
+        recipes.check_recipe(preprocessing)
+        self.dataset_dir = dataset_dir
+        self.subsets = {"train": train_subset, "validation": val_subset}
+        self.num_classes = num_classes
+        self._sources = {}
+        self.image_size, self.recipe = image_size, preprocessing
         self.dtype = tf.dtypes.as_dtype(dtype)
         self.num_parallel_calls = num_parallel_calls
         self.deterministic, self.shuffle_buffer = deterministic, shuffle_buffer
@@ -105,17 +112,10 @@ class _FileBacked:
 class ImageNetRecords(_FileBacked):
     """The recipe's TFRecords: <dataset_dir>/<subset>/<subset>-*, 1-based labels."""
 
-    def __init__(self, dataset_dir, train_subset="train", val_subset="validation",
-                 num_classes=None, image_size=224, preprocessing="seed", dtype="float32",
-                 num_parallel_calls=pipeline.AUTOTUNE, deterministic=False, shuffle_buffer=8192,
-                 cycle_length=10, threads=None, skip_corrupt=False):
-        super().__init__(image_size, preprocessing, dtype, num_parallel_calls, deterministic,
-                         shuffle_buffer, cycle_length, threads, skip_corrupt)
-        self.dataset_dir = dataset_dir
-        self.subsets = {"train": train_subset, "validation": val_subset}
-        self._sources = {}
+    def __init__(self, dataset_dir, **options):
+        super().__init__(dataset_dir, **options)
         self.class_names = None
-        self.num_classes = num_classes or self._infer_num_classes()
+        self.num_classes = self.num_classes or self._infer_num_classes()
 
     def _infer_num_classes(self):
         """From the dataset's `dataset.json` (written by our tools), else ImageNet's 1000."""
@@ -157,23 +157,16 @@ class ImageNetRecords(_FileBacked):
 class ImageFolder(_FileBacked):
     """<dataset_dir>/<split>/<class name>/*.{jpg,jpeg,png}; classes sorted by name."""
 
-    def __init__(self, dataset_dir, train_subset="train", val_subset="validation",
-                 num_classes=None, image_size=224, preprocessing="seed", dtype="float32",
-                 num_parallel_calls=pipeline.AUTOTUNE, deterministic=False, shuffle_buffer=8192,
-                 cycle_length=10, threads=None, skip_corrupt=False):
-        super().__init__(image_size, preprocessing, dtype, num_parallel_calls, deterministic,
-                         shuffle_buffer, cycle_length, threads, skip_corrupt)
-        self.dataset_dir = dataset_dir
-        self.subsets = {"train": train_subset, "validation": val_subset}
-        train_dir = os.path.join(dataset_dir, train_subset)
+    def __init__(self, dataset_dir, **options):
+        super().__init__(dataset_dir, **options)
+        train_dir = os.path.join(dataset_dir, self.subsets["train"])
         if not os.path.isdir(train_dir):
             raise records.InputError(f"split directory {train_dir} does not exist")
         self.class_names = sorted(d for d in os.listdir(train_dir)
                                   if os.path.isdir(os.path.join(train_dir, d)))
         if not self.class_names:
             raise records.InputError(f"split directory {train_dir} has no class folders")
-        self.num_classes = num_classes or len(self.class_names)
-        self._sources = {}
+        self.num_classes = self.num_classes or len(self.class_names)
 
     def _files(self, split):
         folder = os.path.join(self.dataset_dir, self.subsets[split])

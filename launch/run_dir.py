@@ -6,6 +6,7 @@ import os
 import tensorflow as tf
 
 import nets
+from engine import checkpoints
 
 
 class RunDirError(RuntimeError):
@@ -53,12 +54,9 @@ def load(model_dir, checkpoint=None):
     if not path:
         raise RunDirError(f"{model_dir}/checkpoints holds no checkpoint")
     try:
-        status = tf.train.Checkpoint(net=net).restore(path)
-        status.expect_partial()
-        status.assert_existing_objects_matched()
-    except Exception as e:  # noqa: BLE001 - a truncated file raises IndexError, others OpError
-        raise RunDirError(f"checkpoint {path} does not fit the run's "
-                          f"{run_flags['model']}: {str(e).splitlines()[0][:300]}") from None
+        checkpoints.restore_net(net, path)
+    except checkpoints.CheckpointError as e:
+        raise RunDirError(str(e)) from None
     return net, run_flags, class_names(run_flags), path
 
 

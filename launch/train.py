@@ -68,6 +68,7 @@ def initialize(net, path, skip_head, build_like):
     import tensorflow as tf
     import nets
     from engine import CheckpointError
+    from engine.checkpoints import restore_net
     if path.endswith(".h5"):
         nets.load_keras_weights(net, path, skip_head=skip_head)
         return
@@ -85,13 +86,7 @@ def initialize(net, path, skip_head, build_like):
                               f"{net.num_classes} classes; add --init_skip_head to fine-tune")
     source = net if classes == net.num_classes else build_like(classes)
     head = [v.numpy() for v in net.classifier.variables_in_keras_order()]
-    try:
-        status = tf.train.Checkpoint(net=source).restore(path)
-        status.expect_partial()
-        status.assert_existing_objects_matched()
-    except Exception as e:  # noqa: BLE001 - a truncated file raises IndexError, others OpError
-        raise CheckpointError(f"--init_checkpoint {path} does not fit {FLAGS.model}: "
-                              f"{str(e).splitlines()[0][:300]}") from None
+    restore_net(source, path)
     if source is not net:
         for mine, theirs in zip(net.layers_in_order(), source.layers_in_order()):
             if mine is not net.classifier:
