@@ -10,6 +10,11 @@ train: training images/s of the engine (our net, fused optimizer, hand-written s
     stays out of launch/) on the same synthetic batch, each in its own process, alternating
     over --repeats rounds; img/s as mean +- 1.96 sigma over timed steps after warm-up, and the
     median ratio. --dtype=both measures fp32 and bf16.
+conv_floor: a ceiling for any training step built on TF's kernels: every convolution of one
+    training step (forward, backprop-filter, backprop-input; read from the traced graph of the
+    net) timed alone, one shape at a time, and summed. Everything else (batch norm, ReLU,
+    concatenation, the update) only adds to it, so batch_size / floor_seconds is the img/s
+    that no engine, ours or Keras, can pass on this machine with these kernels.
 input: images/s of the imagenet input module's training pipeline against a bare tf.data loop of
     read -> parse -> fused decode-and-crop -> resize over the same files, alternating, medians.
     Uses --dataset_dir, or writes --input_images procedurally drawn JPEGs of 320 x 320 first.
@@ -26,10 +31,11 @@ from absl import app, flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("mode", "memory", ["memory", "memory_worker", "input", "train",
-                                     "train_worker"],
+                                     "train_worker", "conv_floor"],
                   "What to measure (memory_worker is one variant, run by memory).")
 flags.DEFINE_string("model", "densenet121", "Model name, as nets.build takes it.")
-flags.DEFINE_integer("batch_size", 64, "Images per step.", lower_bound=1)
+flags.DEFINE_integer("batch_size", None, "Images per step (default: 64 for memory, 32 "
+                     "otherwise, the figures the issues name).", lower_bound=1)
 flags.DEFINE_integer("image_size", 224, "Height and width of the images.", lower_bound=32)
 flags.DEFINE_enum("dtype", "fp32", ["fp32", "bf16", "both"], "Compute dtype (train: both).")
 flags.DEFINE_integer("steps", 3, "Timed steps after warm-up.", lower_bound=2)
@@ -194,6 +200,56 @@ def train_worker():
                       "ci95": 1.96 * statistics.stdev(rates) if len(rates) > 1 else 0.0}))
 
 
+def conv_floor():
+    import tensorflow as tf
+
+    import nets
+
+    dtype = {"fp32": tf.float32, "bf16": tf.bfloat16}[FLAGS.dtype]
+    size, batch = FLAGS.image_size, FLAGS.batch_size
+    net = nets.build(FLAGS.model, compute_dtype={"fp32": "float32", "bf16": "bfloat16"}[
+        FLAGS.dtype])
+    graph = tf.function(lambda x: net(x, training=True)).get_concrete_function(
+        tf.TensorSpec([batch, size, size, 3], tf.float32)).graph
+    convs = {}  # (input shape, kernel shape, strides, padding) -> count
+    for op in graph.get_operations():
+        if op.type == "Conv2D":
+            key = (tuple(op.inputs[0].shape), tuple(op.inputs[1].shape),
+                   tuple(op.get_attr("strides")), op.get_attr("padding").decode())
+            convs[key] = convs.get(key, 0) + 1
+
+    def median_seconds(fn, *args):
+        fn(*args)  # trace + warm-up
+        times = []
+        for _ in range(FLAGS.steps):
+            start = time.perf_counter()
+            fn(*args).numpy()
+            times.append(time.perf_counter() - start)
+        return statistics.median(times)
+
+    totals = {"forward": 0.0, "backprop_filter": 0.0, "backprop_input": 0.0}
+    for (x_shape, k_shape, strides, padding), count in convs.items():
+        x = tf.cast(tf.random.uniform(x_shape, -1, 1), dtype)
+        kernel = tf.cast(tf.random.uniform(k_shape, -0.1, 0.1), dtype)
+        grad = tf.ones_like(tf.nn.conv2d(x, kernel, strides, padding))
+        forward = tf.function(lambda x, k: tf.nn.conv2d(x, k, strides, padding))
+        by_filter = tf.function(lambda x, g: tf.raw_ops.Conv2DBackpropFilter(
+            input=x, filter_sizes=k_shape, out_backprop=g, strides=strides, padding=padding))
+        by_input = tf.function(lambda k, g: tf.raw_ops.Conv2DBackpropInput(
+            input_sizes=x_shape, filter=k, out_backprop=g, strides=strides, padding=padding))
+        totals["forward"] += count * median_seconds(forward, x, kernel)
+        totals["backprop_filter"] += count * median_seconds(by_filter, x, grad)
+        if x_shape[-1] != 3:  # the images need no gradient
+            totals["backprop_input"] += count * median_seconds(by_input, kernel, grad)
+    floor = sum(totals.values())
+    return {"mode": "conv_floor", "model": FLAGS.model, "batch_size": batch, "image_size": size,
+            "dtype": FLAGS.dtype, "tf": tf.__version__, "distinct_convs": len(convs),
+            "convs": sum(convs.values()),
+            "seconds_per_step": {k: round(v, 3) for k, v in totals.items()},
+            "floor_seconds_per_step": round(floor, 3),
+            "ceiling_images_per_sec": round(batch / floor, 2)}
+
+
 def train_benchmark():
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     dtypes = ["fp32", "bf16"] if FLAGS.dtype == "both" else [FLAGS.dtype]
@@ -233,11 +289,13 @@ def train_benchmark():
 
 def main(argv):
     del argv
+    if FLAGS.batch_size is None:
+        FLAGS.batch_size = 64 if FLAGS.mode.startswith("memory") else 32
     if FLAGS.mode in ("memory_worker", "train_worker"):
         (memory_worker if FLAGS.mode == "memory_worker" else train_worker)()
         return
-    summary = {"memory": memory, "input": input_benchmark, "train": train_benchmark}[
-        FLAGS.mode]()
+    summary = {"memory": memory, "input": input_benchmark, "train": train_benchmark,
+               "conv_floor": conv_floor}[FLAGS.mode]()
     text = json.dumps(summary, indent=2)
     print(text)
     if FLAGS.output:

@@ -29,9 +29,18 @@ def test_recompute_gives_the_plain_gradients_and_one_bn_update(in_function, drop
         plain_loss, plain_grads = step(plain, images, probe)
         loss, grads = step(recomputed, images, probe)
         np.testing.assert_allclose(loss, plain_loss, rtol=1e-5)
-        for g, want in zip(grads, plain_grads):
-            want = want.numpy()
-            np.testing.assert_allclose(g.numpy(), want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+        # The two nets sum each feature's gradient in another order (a list of concatenations
+        # against one growing concatenation), so they agree to float32 rounding, measured on
+        # the scale of the layer's gradients: the stem BN's gamma gradient is a sum of terms
+        # of the size of its beta gradient (~17) that cancels to ~1e-3.
+        layer_scale = {}
+        for v, want in zip(plain.trainable_variables, plain_grads):
+            layer = v.name.rsplit("/", 1)[0]
+            layer_scale[layer] = max(layer_scale.get(layer, 0.0), np.abs(want.numpy()).max())
+        for v, g, want in zip(plain.trainable_variables, grads, plain_grads):
+            np.testing.assert_allclose(g.numpy(), want.numpy(), rtol=1e-5,
+                                       atol=1e-5 * layer_scale[v.name.rsplit("/", 1)[0]],
+                                       err_msg=v.name)
         for mine, want in zip(recomputed.moving_statistics(), plain.moving_statistics()):
             np.testing.assert_allclose(mine.numpy(), want.numpy(), rtol=1e-5, atol=1e-7)
 
