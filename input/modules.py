@@ -60,45 +60,22 @@ class _FileBacked:
             self._bad[split] = pipeline.find_bad_examples(self.source(split))
         return self._bad[split]
 
-    def _skip_fn(self, split):
-        bad = self.bad_examples(split)
-        if not bad:
-            return None, 0
+    def _skip_examples(self, split):
+        """The (unit, index) pairs of the split's bad examples (none without skip_corrupt)."""
         paths = self.source(split).paths
-        keys = tf.constant([f"{paths.index(p)}:{i}" for p, i, _ in bad])
-        table = tf.lookup.StaticHashTable(
-            tf.lookup.KeyValueTensorInitializer(keys, tf.ones_like(keys, tf.int32)), 0)
-
-        def skip(unit, index):
-            key = tf.strings.join([tf.strings.as_string(unit), tf.strings.as_string(index)], ":")
-            return table.lookup(key) > 0
-        return skip, bad
+        return [(paths.index(path), index) for path, index, _ in self.bad_examples(split)]
 
     def train_dataset(self, batch_size, shard_index=0, num_shards=1, seed=0, start_example=0):
-        skip, _ = self._skip_fn("train")
         return pipeline.train_dataset(
             self.source("train"), batch_size, self.image_size, shard_index, num_shards, seed,
             start_example, self.recipe, self.dtype, self.num_parallel_calls, self.deterministic,
-            self.shuffle_buffer, self.cycle_length, self.threads, skip)
+            self.shuffle_buffer, self.cycle_length, self.threads, self._skip_examples("train"))
 
     def eval_dataset(self, batch_size, shard_index=0, num_shards=1):
-        skip, bad = self._skip_fn("validation")
-        source = self.source("validation")
-        ids, record_shard = pipeline._worker_units(len(source.paths), shard_index, num_shards)
-        skipped = 0
-        if bad:
-            mine = {source.paths[i] for i in ids}
-            skipped = sum(1 for p, i, _ in bad if p in mine) if record_shard is None else \
-                sum(1 for p, i, _ in bad if self._global_index(source, p, i) % num_shards
-                    == shard_index)
-        return pipeline.eval_dataset(source, batch_size, self.image_size, shard_index,
-                                     num_shards, self.recipe, self.dtype,
-                                     self.num_parallel_calls, self.threads, skip, skipped)
-
-    @staticmethod
-    def _global_index(source, path, index):
-        unit = source.paths.index(path)
-        return sum(source.counts[:unit]) + index
+        return pipeline.eval_dataset(self.source("validation"), batch_size, self.image_size,
+                                     shard_index, num_shards, self.recipe, self.dtype,
+                                     self.num_parallel_calls, self.threads,
+                                     self._skip_examples("validation"))
 
     def eval_batches(self, batch_size, num_shards=1):
         return pipeline.eval_batches(self.source("validation").counts, batch_size, num_shards)

@@ -5,8 +5,8 @@ examples each, and two functions: `elements(unit_ids)` turns a dataset of unit i
 (unit id, index within the unit, payload) elements, and `parse(unit_id, index, payload)` gives
 (encoded image bytes, 0-based label).
 
-Training: units sharded by worker before any shuffle (records, when there are fewer units than
-workers) -> per data-epoch unit order shuffled from (seed, epoch) -> parallel interleave of
+Training: units sharded by worker before any shuffle (records, by their place in the split,
+when there are fewer units than workers) -> per data-epoch unit order shuffled from (seed, epoch) -> parallel interleave of
 readers -> shuffle buffer -> parallel decode and augment with a per-example seed -> batch with
 drop_remainder -> prefetch. The stream is a pure function of (seed, example number) when
 `deterministic`, so a resumed run picks up exactly where it stopped (`start_example`).
@@ -31,13 +31,51 @@ def _worker_units(num_units, shard_index, num_shards):
     return list(range(num_units)), (num_shards, shard_index)
 
 
-def examples_per_worker(counts, shard_index, num_shards):
-    """Examples this worker sees in one pass (counts: examples per unit, in unit order)."""
+def examples_per_worker(counts, shard_index, num_shards, skip_examples=()):
+    """Examples this worker sees in one pass (counts: examples per unit, in unit order),
+    less those of `skip_examples` ((unit, index) pairs) that fall in its share."""
     ids, record_shard = _worker_units(len(counts), shard_index, num_shards)
     if record_shard is None:
-        return sum(counts[i] for i in ids)
-    total = sum(counts)
-    return (total - shard_index + num_shards - 1) // num_shards
+        share = sum(counts[i] for i in ids)
+    else:
+        share = (sum(counts) - shard_index + num_shards - 1) // num_shards
+    return share - sum(1 for unit, index in skip_examples
+                       if worker_of(counts, unit, index, num_shards) == shard_index)
+
+
+def worker_of(counts, unit, index, num_shards):
+    """The worker whose share holds example `index` of unit `unit`: units go round-robin when
+    there are enough of them, records otherwise, by their place in the whole split."""
+    if len(counts) >= num_shards:
+        return unit % num_shards
+    return (sum(counts[:unit]) + index) % num_shards
+
+
+def _records_of_worker(elements, counts, num_shards, shard_index):
+    """Keeps the records `worker_of` gives this worker. Decided by a record's place in the
+    split, not in the (shuffled) stream, so a worker holds the same records every data-epoch
+    and knows how many of them are skipped: what an exact resume needs."""
+    first = tf.constant([sum(counts[:u]) for u in range(len(counts))], tf.int64)
+
+    def mine(unit, index, payload):
+        del payload
+        return (tf.gather(first, unit) + index) % num_shards == shard_index
+    return elements.filter(mine)
+
+
+def _without(elements, skip_examples):
+    """elements (unit, index, payload) less the (unit, index) pairs of skip_examples."""
+    if not skip_examples:
+        return elements
+    keys = tf.constant([f"{unit}:{index}" for unit, index in skip_examples])
+    table = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(keys, tf.ones_like(keys, tf.int32)), 0)
+
+    def keep(unit, index, payload):
+        del payload
+        key = tf.strings.join([tf.strings.as_string(unit), tf.strings.as_string(index)], ":")
+        return table.lookup(key) == 0
+    return elements.filter(keep)
 
 
 def _options(deterministic, threads):
@@ -56,14 +94,14 @@ def default_threads(workers_per_host):
 def train_dataset(source, batch_size, image_size, shard_index=0, num_shards=1, seed=0,
                   start_example=0, recipe="seed", dtype=tf.float32, num_parallel_calls=AUTOTUNE,
                   deterministic=False, shuffle_buffer=8192, cycle_length=10, threads=None,
-                  skip=None):
+                  skip_examples=()):
     """Endless (images [B, S, S, 3], labels [B] int32) batches for this worker.
 
     start_example: examples this worker already consumed (resume = steps done x batch_size).
-    skip: optional function (unit id, index) -> bool tensor, True for examples to leave out.
+    skip_examples: (unit id, index) pairs to leave out (known-corrupt records).
     """
     ids, record_shard = _worker_units(len(source.counts), shard_index, num_shards)
-    per_epoch = examples_per_worker(source.counts, shard_index, num_shards)
+    per_epoch = examples_per_worker(source.counts, shard_index, num_shards, skip_examples)
     if per_epoch == 0:
         raise ValueError("this worker's share of the training split is empty")
     first_epoch, offset = divmod(start_example, per_epoch)
@@ -74,10 +112,8 @@ def train_dataset(source, batch_size, image_size, shard_index=0, num_shards=1, s
             len(ids), seed=seed * 1_000_003 + k, reshuffle_each_iteration=False)
         elements = source.elements(order, cycle_length, deterministic)
         if record_shard is not None:
-            elements = elements.shard(*record_shard)
-        if skip is not None:
-            elements = elements.filter(lambda unit, index, payload: tf.logical_not(
-                skip(unit, index)))
+            elements = _records_of_worker(elements, source.counts, *record_shard)
+        elements = _without(elements, skip_examples)
         if shuffle_buffer > 1:
             elements = elements.shuffle(shuffle_buffer, seed=seed * 7_919 + k,
                                         reshuffle_each_iteration=False)
@@ -106,19 +142,17 @@ def eval_batches(counts, batch_size, num_shards):
 
 
 def eval_dataset(source, batch_size, image_size, shard_index=0, num_shards=1, recipe="seed",
-                 dtype=tf.float32, num_parallel_calls=AUTOTUNE, threads=None, skip=None,
-                 skipped=0):
+                 dtype=tf.float32, num_parallel_calls=AUTOTUNE, threads=None, skip_examples=()):
     """One pass: (images, labels, mask [B] float32) batches; summed over workers, every example
-    has mask 1 exactly once. `skipped`: examples `skip` removes from this worker's share."""
+    but `skip_examples` ((unit, index) pairs) has mask 1 exactly once."""
     ids, record_shard = _worker_units(len(source.counts), shard_index, num_shards)
-    mine = examples_per_worker(source.counts, shard_index, num_shards) - skipped
+    mine = examples_per_worker(source.counts, shard_index, num_shards, skip_examples)
     total_batches = eval_batches(source.counts, batch_size, num_shards)
     elements = source.elements(tf.data.Dataset.from_tensor_slices(tf.constant(ids, tf.int64)),
                                1, True)
     if record_shard is not None:
-        elements = elements.shard(*record_shard)
-    if skip is not None:
-        elements = elements.filter(lambda unit, index, payload: tf.logical_not(skip(unit, index)))
+        elements = _records_of_worker(elements, source.counts, *record_shard)
+    elements = _without(elements, skip_examples)
 
     def decode(unit, index, payload):
         encoded, label = source.parse(unit, index, payload)

@@ -93,3 +93,17 @@ def test_missing_and_empty_splits_are_refused(tmp_path):
     (tmp_path / "train").mkdir()
     with pytest.raises(inputs.InputError, match="holds no train-\\* TFRecord files"):
         build(tmp_path).num_examples("train")
+
+
+@pytest.mark.parametrize("num_shards", [1, 3])
+def test_skip_corrupt_resume_continues_the_same_stream(corrupt_jpeg_dir, num_shards):
+    """A worker's data-epoch is its share less the skipped records (5 of 6 with one worker; with
+    3 workers for 2 files, records are dealt and one worker holds the bad one), so a resume at
+    example k lands where the uninterrupted stream was after k examples."""
+    data = build(corrupt_jpeg_dir, skip_corrupt=True)
+    for shard in range(num_shards):
+        whole = [int(l) for _, l in data.train_dataset(1, shard, num_shards, seed=2)
+                 .unbatch().take(12)]
+        resumed = [int(l) for _, l in data.train_dataset(1, shard, num_shards, seed=2,
+                                                         start_example=7).unbatch().take(5)]
+        assert resumed == whole[7:12]
