@@ -1,0 +1,40 @@
+"""launch.benchmark runs end to end and reports what it measured (never how fast: speed is not
+asserted in tests)."""
+import json
+import sys
+
+import pytest
+
+from tests import helpers
+
+
+def benchmark(*args):
+    out = helpers.run_checked([sys.executable, "-m", "launch.benchmark", *args], timeout=600)
+    return json.loads(out.stdout[out.stdout.index("{"):])
+
+
+@pytest.mark.parametrize("model, blocks", [("densenet121", (6, 12, 24, 16)),
+                                           ("densenet169", (6, 12, 32, 32))])
+def test_conv_floor_times_every_convolution_of_the_net(model, blocks):
+    """The floor is read from the traced graph: stem + two per dense layer + one per transition."""
+    got = benchmark("--mode=conv_floor", f"--model={model}", "--image_size=32",
+                    "--batch_size=2", "--steps=2")
+    assert got["convs"] == 1 + 2 * sum(blocks) + len(blocks) - 1
+    # 3x3 convs share one shape per block; 1x1 convs differ by input width, 7x7 stem: 1.
+    assert got["distinct_convs"] == 1 + len(blocks) + sum(blocks) + len(blocks) - 1
+    parts = got["seconds_per_step"]
+    assert all(v > 0 for v in parts.values())
+    assert got["floor_seconds_per_step"] == pytest.approx(sum(parts.values()), abs=2e-3)
+    assert got["ceiling_images_per_sec"] == pytest.approx(2 / got["floor_seconds_per_step"],
+                                                          rel=1e-2)
+
+
+@pytest.mark.slow
+def test_train_mode_measures_engine_and_keras_fit_side_by_side():
+    got = benchmark("--mode=train", "--image_size=32", "--batch_size=2", "--steps=2",
+                    "--repeats=1", "--dtype=fp32")
+    result = got["fp32"]
+    assert result["engine_images_per_sec"] > 0 and result["keras_fit_images_per_sec"] > 0
+    assert result["keras"].startswith("keras") and result["keras"].endswith("_fit")
+    assert result["ratio_median"] == pytest.approx(
+        result["engine_images_per_sec"] / result["keras_fit_images_per_sec"], rel=2e-2)
