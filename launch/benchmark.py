@@ -5,8 +5,9 @@
 memory: peak resident memory and step time of one forward + backward pass (the gradient step,
     without an optimizer) with and without `recompute`, each variant in a fresh process so
     that peaks do not mix; the variants alternate over --repeats rounds and medians are reported.
-train: training images/s of the engine (our net, fused optimizer, hand-written step) against
-    keras.applications' DenseNet trained with model.fit (tests/benchmarks/keras_fit.py: Keras
+train: training images/s of the engine (our net, fused optimizer, hand-written step, with the
+    recipe's L2 weight decay 1e-4 and the finite-gradient check, work the reference skips)
+    against keras.applications' DenseNet trained with model.fit (tests/benchmarks/keras_fit.py: Keras
     stays out of launch/) on the same synthetic batch, each in its own process, alternating
     over --repeats rounds; img/s as mean +- 1.96 sigma over timed steps after warm-up, and the
     median ratio. --dtype=both measures fp32 and bf16.
