@@ -69,7 +69,7 @@ flags.DEFINE_list("blocks", None, "--model=densenet: dense layers per block, e.g
 flags.DEFINE_integer("growth_rate", 32, "--model=densenet: channels each dense layer adds.")
 flags.DEFINE_integer("stem_filters", 64, "--model=densenet: channels of the stem convolution.")
 flags.DEFINE_boolean("recompute", False, "Memory-efficient dense blocks (57% of the peak "
-                     "memory for 6% more time, measured on a CPU).")
+                     "memory for 7% more time, measured on a CPU).")
 flags.DEFINE_enum("data_format", "NHWC", ["NHWC", "NCHW"], "Layout inside the net (NCHW for "
                   "GPUs).")
 flags.DEFINE_string("init_checkpoint", None, "Initial weights: a checkpoint of ours or a Keras "
