@@ -10,7 +10,7 @@ from nets.keras_weights import WeightsMismatch, load_keras_weights
 MODEL_NAMES = tuple(CONFIGS)
 
 
-def build(name, num_classes=1000, **options):
+def build(name: str, *, num_classes: int = 1000, **options) -> DenseNet:
     """Builds a named DenseNet, or with name="densenet" a custom one from `blocks`,
     `growth_rate`, `stem_filters` (and `compression`, `bottleneck_width`).
 

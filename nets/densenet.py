@@ -57,7 +57,8 @@ class DenseLayer(tf.Module):
         self.opts = opts
 
     def _bottleneck(self, features, training, stat_updates):
-        x = tf.concat(features, axis=self.opts["channel_axis"]) if len(features) > 1 else features[0]
+        axis = layers.channel_axis(self.opts["data_format"])
+        x = tf.concat(features, axis=axis) if len(features) > 1 else features[0]
         return self.conv1(tf.nn.relu(self.bn0(x, training, stat_updates)))
 
     def __call__(self, features, training, stat_updates, dropout_seeds):
@@ -108,10 +109,12 @@ class DenseNet(tf.Module):
     are updated once per call.
     """
 
-    def __init__(self, blocks, growth_rate, stem_filters, num_classes=1000, compression=0.5,
-                 bottleneck_width=4, dropout_rate=0.0, bn_epsilon=1.001e-5, bn_momentum=0.99,
-                 kernel_initializer="glorot_uniform", compute_dtype="float32",
-                 data_format="NHWC", recompute=False, seed=0, name="densenet"):
+    def __init__(self, blocks, growth_rate: int, stem_filters: int, *, num_classes: int = 1000,
+                 compression: float = 0.5, bottleneck_width: int = 4, dropout_rate: float = 0.0,
+                 bn_epsilon: float = 1.001e-5, bn_momentum: float = 0.99,
+                 kernel_initializer: str = "glorot_uniform", compute_dtype: str = "float32",
+                 data_format: str = "NHWC", recompute: bool = False, seed: int = 0,
+                 name: str = "densenet"):
         super().__init__(name=name)
         if compute_dtype not in COMPUTE_DTYPES:
             raise ValueError(f"compute_dtype must be one of {sorted(COMPUTE_DTYPES)}, "
@@ -131,8 +134,8 @@ class DenseNet(tf.Module):
         self.dropout_rate = dropout_rate
         opts = dict(data_format=data_format, bn_epsilon=bn_epsilon, bn_momentum=bn_momentum,
                     initializer=kernel_initializer, dropout_rate=dropout_rate,
-                    recompute=recompute, channel_axis=3 if data_format == "NHWC" else 1)
-        seeds = _Seeds(seed)
+                    recompute=recompute)
+        seeds = self._seeds = _Seeds(seed)
         with self.name_scope:
             self.stem_conv = layers.Conv2D(3, stem_filters, 7, stride=2, data_format=data_format,
                                            initializer=kernel_initializer, seed=seeds(),
@@ -163,10 +166,32 @@ class DenseNet(tf.Module):
             self.dropout_rng = (tf.random.Generator.from_seed(seed) if dropout_rate else None)
 
     def features(self, images, training=False):
-        """Images -> float32 pooled features [N, num_features] (the classifier's input)."""
+        """Images -> float32 pooled features [N, num_features] (the classifier's input). In
+        training, batch-norm moving averages are updated once per call."""
+        pooled, stat_updates = self.forward_features(images, training=training)
+        self.update_moving_statistics(stat_updates)
+        return pooled
+
+    def __call__(self, images, training=False):
+        return self.classifier(self.features(images, training))
+
+    def forward(self, images, *, training):
+        """(logits, batch statistics), updating nothing: in training, the statistics are what
+        `update_moving_statistics` takes, so that a caller can apply them conditionally (a
+        train step that refuses a non-finite update refuses these too)."""
+        pooled, stat_updates = self.forward_features(images, training=training)
+        return self.classifier(pooled), stat_updates
+
+    @staticmethod
+    def update_moving_statistics(stat_updates):
+        """Moves each BN layer's moving mean and variance towards its batch statistics."""
+        for bn, mean, variance in stat_updates:
+            bn.update_moving_stats(mean, variance)
+
+    def forward_features(self, images, *, training):
+        """(pooled features, [(BN layer, batch mean, batch variance)] in training, else [])."""
         stat_updates = [] if training else None
         num_dropouts = 2 * sum(self.blocks) + len(self.transitions)
-        dropout_seeds = None
         if training and self.dropout_rate:
             dropout_seeds = tf.unstack(self.dropout_rng.make_seeds(num_dropouts), axis=1)
         else:
@@ -185,28 +210,21 @@ class DenseNet(tf.Module):
             if b < len(self.transitions):
                 x = self.transitions[b](x, training, stat_updates, next(seed_iter))
         x = tf.nn.relu(self.head_bn(x, training, stat_updates))
-        pooled = layers.global_avg_pool(x, fmt)
-        if training:
-            for bn, mean, variance in stat_updates:
-                bn.update_moving_stats(mean, variance)
-        return pooled
-
-    def __call__(self, images, training=False):
-        return self.classifier(self.features(images, training))
+        return layers.global_avg_pool(x, fmt), stat_updates or []
 
     def dense_block(self, b, x, training, stat_updates, dropout_seeds=None):
         """Dense block `b` on its input x: x concatenated with every layer's k new channels.
 
         The running concatenation grows by one concat per layer, as in Keras: its gradient is
         then two slices and one add per layer, where concatenating the whole list at each layer
-        makes a slice per (layer, earlier feature) pair and a sum per feature (DenseNet-121,
-        bf16, TF 2.15: 388 Slice ops and 470 ms of slice/add/concat op time per step, against
-        117 and ~270 ms). With recompute, each layer keeps the list and concatenates inside its
-        recomputed function, so that no concatenation is stored.
+        makes a slice per (layer, earlier feature) pair and a sum per feature, several times the
+        slice/add/concat op time (`python -m launch.benchmark --mode=train` shows the step).
+        With recompute, each layer keeps the list and concatenates inside its recomputed
+        function, so that no concatenation is stored.
         """
         block = self.dense_blocks[b]
         seeds = dropout_seeds or [None] * (2 * len(block))
-        axis = 3 if self.data_format == "NHWC" else 1
+        axis = layers.channel_axis(self.data_format)
         if training and self.recompute:
             features = [x]
             for i, layer in enumerate(block):
@@ -235,15 +253,12 @@ class DenseNet(tf.Module):
     def moving_statistics(self):
         return [v for bn in self.batch_norms() for v in (bn.moving_mean, bn.moving_variance)]
 
-    def weights(self):
-        """Trainable variables in a fixed order (stem to head)."""
-        return [v for v in self.trainable_variables_in_order() if v.trainable]
-
     def trainable_variables_in_order(self):
+        """Trainable variables in a fixed order (stem to head): what the optimizer updates."""
         return [v for layer in self.layers_in_order() for v in layer.trainable_variables]
 
     def layers_in_order(self):
-        """(name, layer) order as built: stem, blocks and transitions, head."""
+        """The layers with variables, as built: stem, blocks and transitions, head."""
         out = [self.stem_conv, self.stem_bn]
         for b, block in enumerate(self.dense_blocks):
             for layer in block:
@@ -252,8 +267,25 @@ class DenseNet(tf.Module):
                 out += [self.transitions[b].bn, self.transitions[b].conv]
         return out + [self.head_bn, self.classifier]
 
+    def reset_classifier(self, num_classes: int):
+        """A new, freshly initialized classifier for `num_classes` classes (fine-tuning)."""
+        self.num_classes = num_classes
+        self.classifier = layers.Dense(self.num_features, num_classes, seed=self._seeds(),
+                                       name="predictions")
 
-def build_densenet(name, num_classes=1000, **options):
+    def checkpoint_parts(self, *, head=True):
+        """{attribute: trackable} of the weights and BN statistics, named as a checkpoint of
+        the whole net names them (no dropout generator; no classifier unless `head`), so that a
+        tf.train.Checkpoint of them restores those parts of a checkpoint of ours."""
+        parts = {"stem_conv": self.stem_conv, "stem_bn": self.stem_bn,
+                 "dense_blocks": self.dense_blocks, "transitions": self.transitions,
+                 "head_bn": self.head_bn}
+        if head:
+            parts["classifier"] = self.classifier
+        return parts
+
+
+def build_densenet(name, *, num_classes=1000, **options):
     if name not in CONFIGS:
         raise ValueError(f"unknown model {name!r}; expected one of {', '.join(CONFIGS)} "
                          f"or 'densenet' with blocks, growth_rate and stem_filters")

@@ -96,8 +96,8 @@ def load_keras_weights(net, path, skip_head=False):
             variable = getattr(layer, attr)
             if tuple(value.shape) != tuple(variable.shape):
                 raise WeightsMismatch(
-                    f"{path}: {layer.layer_name}/{attr} has shape {tuple(value.shape)} in the file, "
-                    f"the net needs {tuple(variable.shape)}")
+                    f"{path}: {layer.layer_name}/{attr} has shape {tuple(value.shape)} in the "
+                    f"file, the net needs {tuple(variable.shape)}")
             assignments.append((variable, value))
     by_layer.pop("predictions", None)  # a head that skip_head left out, or a file's extra head
     if by_layer:

@@ -139,6 +139,10 @@ def spatial_axes(data_format):
     return (1, 2) if data_format == "NHWC" else (2, 3)
 
 
+def channel_axis(data_format):
+    return 3 if data_format == "NHWC" else 1
+
+
 def zero_pad(x, pad, data_format="NHWC"):
     """Pads height and width by `pad` on every side, as Keras' ZeroPadding2D."""
     paddings = [[0, 0], [pad, pad], [pad, pad], [0, 0]]
@@ -171,7 +175,7 @@ def global_avg_pool(x, data_format="NHWC"):
 
 
 def dropout(x, rate, seed):
-    """Inverted dropout from a stateless seed pair, so that a recomputed pass drops the same units."""
+    """Inverted dropout from a stateless seed pair: a recomputed pass drops the same units."""
     if not rate:
         return x
     return tf.nn.experimental.stateless_dropout(x, rate, seed)
