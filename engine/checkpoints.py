@@ -9,13 +9,7 @@ import os
 
 import tensorflow as tf
 
-
-class CheckpointError(RuntimeError):
-    """A checkpoint cannot be used; the message names it."""
-
-
-class ModelDirLocked(RuntimeError):
-    pass
+from engine.errors import CheckpointError, HeadMismatch, ModelDirLocked
 
 
 class ModelDirLock:
@@ -46,7 +40,8 @@ class ModelDirLock:
 
 
 class Checkpoints:
-    def __init__(self, directory, keep, net, optimizer, epoch, is_chief, log=print):
+    def __init__(self, directory: str, *, keep: int, net, optimizer, epoch: tf.Variable,
+                 is_chief: bool, log=print):
         self.checkpoint = tf.train.Checkpoint(net=net, optimizer=optimizer, epoch=epoch)
         self.directory, self.is_chief, self.log = directory, is_chief, log
         # Every rank builds a manager (to find checkpoints); only rank 0 ever saves.
@@ -104,18 +99,47 @@ class Checkpoints:
         return None
 
 
-def restore_net(net, path):
-    """Restores only the net from a checkpoint of ours (no optimizer, step or epoch); every
-    variable of the net must be in it. CheckpointError naming the path and the misfit."""
+def restore_net(net, path: str, *, skip_head: bool = False):
+    """Restores only the net's weights and BN statistics from a checkpoint of ours: no optimizer
+    state, step, epoch or dropout generator; with skip_head, not the classifier either (the net
+    keeps its own, e.g. for another number of classes). Every restored part must be in the file.
+
+    Raises CheckpointError naming the path and the misfit, or HeadMismatch when everything but
+    the classifier fits (a file trained for another number of classes). After an error the net
+    may be partly restored."""
+    try:
+        _restore_parts(net.checkpoint_parts(head=not skip_head), path)
+    except CheckpointError as e:
+        if not skip_head:
+            try:
+                _restore_parts(net.checkpoint_parts(head=False), path)
+            except CheckpointError:
+                pass
+            else:
+                raise HeadMismatch(f"checkpoint {path} fits {net.name} except its classifier: "
+                                   f"it was trained for another number of classes than "
+                                   f"{net.num_classes}") from None
+        raise CheckpointError(f"checkpoint {path} does not fit {net.name}: {e}") from None
+    return path
+
+
+def _restore_parts(parts, path):
     status = None
     try:
-        status = tf.train.Checkpoint(net=net).restore(path)
-        status.expect_partial()  # the optimizer and counters are left in the file
+        status = tf.train.Checkpoint(net=_View(parts)).restore(path)
+        status.expect_partial()  # the optimizer, counters (and maybe the head) stay in the file
         status.assert_existing_objects_matched()
     except Exception as e:  # noqa: BLE001 - a truncated file raises IndexError, others OpError
-        raise CheckpointError(f"checkpoint {path} does not fit {net.name}: "
-                              f"{_first_line(getattr(e, 'message', None) or e)[:300]}") from None
-    return path
+        raise CheckpointError(_first_line(getattr(e, "message", None) or e)[:300]) from None
+
+
+class _View(tf.Module):
+    """A stand-in holding some of a net's parts under their own attribute names."""
+
+    def __init__(self, parts):
+        super().__init__(name="net_parts")
+        for attribute, part in parts.items():
+            setattr(self, attribute, part)
 
 
 def _first_line(text):

@@ -1,7 +1,7 @@
 """Distributed backends behind one small interface: Horovod when launched by horovodrun/mpirun
 (or asked for), a single process otherwise.
 
-    backend.rank, .size, .local_rank, .local_size, .is_chief
+    backend.rank, .size, .local_rank, .is_chief
     backend.average_gradients(grads)   in the train step: grouped all-reduce, op=Average
     backend.sum(tensors)               metric sums across workers
     backend.average(tensors)           e.g. batch-norm moving statistics before evaluation
@@ -16,12 +16,17 @@ import tensorflow as tf
 _LAUNCHER_SIZE_VARIABLES = ("HOROVOD_SIZE", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_NTASKS")
 
 
-def launched_by_horovod():
-    return any(int(os.environ.get(v, "1") or 1) > 1 for v in _LAUNCHER_SIZE_VARIABLES)
+def launcher_world_size():
+    """Workers as the launcher announced them in the environment (1 without a launcher); known
+    before Horovod starts, so that flags can be checked against it."""
+    for variable in _LAUNCHER_SIZE_VARIABLES:
+        if os.environ.get(variable):
+            return max(1, int(os.environ[variable]))
+    return 1
 
 
 class SingleProcess:
-    rank, size, local_rank, local_size, is_chief = 0, 1, 0, 1, True
+    rank, size, local_rank, is_chief = 0, 1, 0, True
     name = "single process"
 
     def average_gradients(self, grads):
@@ -39,9 +44,6 @@ class SingleProcess:
     def any(self, flag):
         return bool(flag)
 
-    def shutdown(self):
-        pass
-
 
 class Horovod:
     """Horovod collectives. Gradients stay float32 unless fp16 compression is asked for
@@ -52,7 +54,7 @@ class Horovod:
         hvd.init()
         self._hvd = hvd
         self.rank, self.size = hvd.rank(), hvd.size()
-        self.local_rank, self.local_size = hvd.local_rank(), hvd.local_size()
+        self.local_rank = hvd.local_rank()
         self.is_chief = self.rank == 0
         self._compression = hvd.Compression.fp16 if fp16_allreduce else hvd.Compression.none
         self.name = f"horovod ({'gloo' if hvd.gloo_enabled() else 'mpi'}, {self.size} workers)"
@@ -75,12 +77,9 @@ class Horovod:
                                     name="any_flag")
         return float(total) > 0.0
 
-    def shutdown(self):
-        self._hvd.shutdown()
-
 
 def create(use_horovod=None, fp16_allreduce=False):
     """Horovod if use_horovod, or (use_horovod=None) if a launcher started several workers."""
     if use_horovod is None:
-        use_horovod = launched_by_horovod()
+        use_horovod = launcher_world_size() > 1
     return Horovod(fp16_allreduce) if use_horovod else SingleProcess()

@@ -11,50 +11,55 @@ from typing import Optional, Tuple
 import tensorflow as tf
 
 from engine import checkpoints, observe
+from engine.cadence import itstime, next_boundary
+from engine.errors import NonFiniteLoss
 from engine.step import EvalStep, TrainStep
-
-
-class NonFiniteLoss(RuntimeError):
-    pass
 
 
 @dataclasses.dataclass
 class TrainConfig:
+    """What the loop needs to know; fields that mirror a flag of launch.train carry its name."""
     model_dir: str
-    global_batch: int
+    batch_size: int                          # global: each worker takes batch_size / workers
     epochs: int
     steps_per_epoch: int
     validation_steps: Optional[int] = None   # None: the whole split; 0: no evaluation
     seed: int = 0
     log_steps: int = 100
-    summary_steps: Optional[int] = None      # TensorBoard scalars every N steps (None: off)
+    save_summary_steps: Optional[int] = None  # TensorBoard scalars every N steps (None: off)
     checkpoint_steps: Optional[int] = None   # also checkpoint every N steps (epoch ends always)
     keep_checkpoints: int = 5
     steps_per_loop: int = 1
     profile_steps: Optional[Tuple[int, int]] = None
-    resume_from: Optional[str] = None        # explicit checkpoint to start from
+    resume_from_checkpoint_path: Optional[str] = None  # used when model_dir holds none
     resume_from_epoch: Optional[int] = None  # its epoch, when the checkpoint does not say
     allow_fresh_start: bool = False
     progress: bool = False                   # a live progress line on a terminal
 
 
 class StopRequested(Exception):
-    pass
+    """SIGTERM or SIGINT: the loop checkpointed the step it reached (args[0]) and stopped."""
 
 
 class Trainer:
-    def __init__(self, net, optimizer, data, backend, train_step: TrainStep, config: TrainConfig,
-                 log=print):
+    """Epochs of train steps with exact evaluation, checkpoints, metrics and profiling.
+
+    `train()` runs to `config.epochs` (resuming from model_dir's latest checkpoint) and returns
+    a summary; `evaluate()` runs one exact validation pass; `evaluate_checkpoint(path)`
+    evaluates a checkpoint."""
+
+    def __init__(self, *, net, optimizer, data, backend, train_step: TrainStep,
+                 config: TrainConfig, log=print):
         self.net, self.optimizer, self.data, self.backend = net, optimizer, data, backend
-        self.step_fn, self.config = train_step, config
+        self.train_step, self.config = train_step, config
         self._progress = None
         self._print = log if backend.is_chief else (lambda *a, **k: None)
-        self.local_batch = config.global_batch // backend.size
+        self.local_batch = config.batch_size // backend.size
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         self.eval_step = EvalStep(net)
         self.checkpoints = checkpoints.Checkpoints(
-            f"{config.model_dir}/checkpoints", config.keep_checkpoints, net, optimizer,
-            self.epoch, backend.is_chief, log=self.log)
+            f"{config.model_dir}/checkpoints", keep=config.keep_checkpoints, net=net,
+            optimizer=optimizer, epoch=self.epoch, is_chief=backend.is_chief, log=self.log)
         self.recorder = observe.Recorder(config.model_dir, backend.is_chief)
         self._stop_signal = None
 
@@ -66,10 +71,10 @@ class Trainer:
     # -- start -----------------------------------------------------------------------------
     def _start(self):
         """Builds slots, restores (latest in model_dir, else --resume_from), broadcasts."""
-        self.optimizer.build(self.step_fn.variables)
+        self.optimizer.build(self.train_step.variables)
         restored = self.checkpoints.restore_latest(self.config.allow_fresh_start)
-        if restored is None and self.config.resume_from:
-            restored = self.checkpoints.restore(self.config.resume_from)
+        if restored is None and self.config.resume_from_checkpoint_path:
+            restored = self.checkpoints.restore(self.config.resume_from_checkpoint_path)
             if self.config.resume_from_epoch is not None:
                 self.epoch.assign(self.config.resume_from_epoch)
                 self.optimizer.iterations.assign(
@@ -112,9 +117,9 @@ class Trainer:
         self._evaluate_if_missing(step)
         total_steps = cfg.epochs * cfg.steps_per_epoch
         iterator = iter(self.data.train_dataset(
-            self.local_batch, self.backend.rank, self.backend.size, cfg.seed,
-            start_example=step * self.local_batch))
-        meter = observe.Throughput(cfg.global_batch)
+            self.local_batch, shard_index=self.backend.rank, num_shards=self.backend.size,
+            seed=cfg.seed, start_example=step * self.local_batch))
+        meter = observe.Throughput(cfg.batch_size)
         progress = self._progress = observe.Progress(
             total_steps, enabled=cfg.progress and self.backend.is_chief)
         last_eval = None
@@ -123,15 +128,19 @@ class Trainer:
             self.epoch.assign(epoch)
             epoch_end = (epoch + 1) * cfg.steps_per_epoch
             while step < epoch_end:
-                chunk = self._chunk(step, epoch_end)
-                self._maybe_profile(step, chunk)
-                self._run(iterator, chunk, meter)
-                step += chunk
+                chunk_end = next_boundary(
+                    step, limit=min(epoch_end, step + cfg.steps_per_loop),
+                    every=(cfg.log_steps, cfg.checkpoint_steps, cfg.save_summary_steps),
+                    at=cfg.profile_steps or ())
+                self._maybe_profile(step)
+                self._run(iterator, chunk_end - step, meter)
+                step = chunk_end
                 self._check_finite()
-                if self._is_log_point(step, epoch_end):
-                    self._log_train(step, meter)
+                if (itstime(step, cfg.log_steps, last=epoch_end)
+                        or itstime(step, cfg.save_summary_steps)):
+                    self._log_train(step, meter, epoch_end)
                 progress.update(step, meter)
-                if cfg.checkpoint_steps and step % cfg.checkpoint_steps == 0 and step != epoch_end:
+                if itstime(step, cfg.checkpoint_steps) and step != epoch_end:
                     self._save(step)
                 if self.backend.any(self._stop_signal is not None):
                     self._save(step)
@@ -149,53 +158,33 @@ class Trainer:
             summary.update({f"validation_{k}": v for k, v in last_eval.items()})
         return summary
 
-    def _is_log_point(self, step, epoch_end):
-        """Training metrics are read (and written) at log and summary steps and epoch ends."""
-        cfg = self.config
-        return (step % cfg.log_steps == 0 or step == epoch_end
-                or bool(cfg.summary_steps and step % cfg.summary_steps == 0))
-
-    def _chunk(self, step, epoch_end):
-        """Steps until the next event (log, checkpoint, profile boundary, epoch end)."""
-        cfg = self.config
-        limit = epoch_end
-        for every in (cfg.log_steps, cfg.checkpoint_steps, cfg.summary_steps):
-            if every:
-                limit = min(limit, (step // every + 1) * every)
-        if cfg.profile_steps:
-            for boundary in cfg.profile_steps:
-                if boundary > step:
-                    limit = min(limit, boundary)
-        return max(1, min(cfg.steps_per_loop, limit - step))
-
     def _run(self, iterator, steps, meter):
-        if self.config.steps_per_loop == 1:
+        if steps == 1:
             wait_start = time.perf_counter()
             images, labels = next(iterator)
             waited = time.perf_counter() - wait_start
-            self.step_fn.train_step(images, labels)
+            self.train_step(images, labels)
             meter.add(1, waited, time.perf_counter() - wait_start - waited)
         else:
             start = time.perf_counter()
-            self.step_fn.train_loop(iterator, tf.constant(steps))
+            self.train_step.loop(iterator, tf.constant(steps))
             meter.add(steps, None, time.perf_counter() - start)
 
     def _check_finite(self):
-        bad = int(self.step_fn.nonfinite_step.numpy())
+        bad = int(self.train_step.nonfinite_step.numpy())
         if bad >= 0:
             raise NonFiniteLoss(f"loss or gradients became NaN or Inf at step {bad + 1}; "
                                 f"stopped without applying it (last good checkpoint kept)")
 
-    def _log_train(self, step, meter):
-        metrics = self.step_fn.metrics.read_and_reset(self.backend)
-        lr = float(self.step_fn.lr_fn(step - 1))
+    def _log_train(self, step, meter, epoch_end):
+        metrics = self.train_step.metrics.read_and_reset(self.backend)
+        lr = float(self.train_step.lr_fn(step - 1))
         rates = meter.interval()
         record = {"split": "train", "step": step, "epoch": step / self.config.steps_per_epoch,
                   "loss": metrics["loss"], "top1": metrics["top1"], "top5": metrics["top5"],
                   "lr": lr, **rates}
         self.recorder.write(record)
-        if self.config.summary_steps and (step % self.config.summary_steps == 0
-                                          or step % self.config.steps_per_epoch == 0):
+        if itstime(step, self.config.save_summary_steps, last=epoch_end):
             self.recorder.scalars("train", step, {k: record[k] for k in
                                                   ("loss", "top1", "top5", "lr")}
                                   | {"images_per_sec": rates["images_per_sec"]})
@@ -218,7 +207,7 @@ class Trainer:
                 v.assign(mean)
 
     # -- profiling -------------------------------------------------------------------------
-    def _maybe_profile(self, step, chunk):
+    def _maybe_profile(self, step):
         window = self.config.profile_steps
         if not window or not self.backend.is_chief:
             return
@@ -242,10 +231,11 @@ class Trainer:
         batches = self.data.eval_batches(self.local_batch, self.backend.size)
         if self.config.validation_steps:
             batches = min(batches, self.config.validation_steps)
-        dataset = self.data.eval_dataset(self.local_batch, self.backend.rank, self.backend.size)
+        dataset = self.data.eval_dataset(self.local_batch, shard_index=self.backend.rank,
+                                         num_shards=self.backend.size)
         start = time.perf_counter()
         for images, labels, mask in dataset.take(batches):
-            self.eval_step.eval_step(images, labels, mask)
+            self.eval_step(images, labels, mask)
         metrics = self.eval_step.metrics.read_and_reset(self.backend)
         step = int(self.optimizer.iterations.numpy()) if step is None else step
         epoch = int(self.epoch.numpy()) if epoch is None else epoch
@@ -257,6 +247,6 @@ class Trainer:
         return metrics
 
     def evaluate_checkpoint(self, path):
-        self.optimizer.build(self.step_fn.variables)
+        self.optimizer.build(self.train_step.variables)
         self.checkpoints.restore(path, expect_partial=True)
         return self.evaluate()

@@ -1,7 +1,6 @@
 """What a run tells: metrics.jsonl, TensorBoard scalars, throughput, a live progress line."""
 import json
 import os
-import statistics
 import sys
 import time
 
@@ -14,6 +13,8 @@ class Recorder:
 
     def __init__(self, model_dir, is_chief):
         self.enabled = is_chief
+        if is_chief:
+            os.makedirs(model_dir, exist_ok=True)
         self.path = os.path.join(model_dir, "metrics.jsonl")
         self.model_dir = model_dir
         self._writers = {}
@@ -70,7 +71,7 @@ class Throughput:
         self.global_batch = global_batch
         self._steps = self._wait = self._compute = 0.0
         self._start = time.perf_counter()
-        self._interval_rates, self._intervals = [], 0
+        self._intervals = 0
         self._timed_steps = self._timed_seconds = 0.0
 
     def add(self, steps, waited, computed):
@@ -89,7 +90,6 @@ class Throughput:
         if self._intervals > 1:
             self._timed_steps += self._steps
             self._timed_seconds += seconds
-            self._interval_rates.append(rate)
         self._steps, self._wait, self._compute, self._start = 0, 0.0, 0.0, now
         return out
 
@@ -98,11 +98,6 @@ class Throughput:
         if not self._timed_seconds:
             return None
         return round(self._timed_steps * self.global_batch / self._timed_seconds, 2)
-
-    def spread(self):
-        if len(self._interval_rates) < 2:
-            return None
-        return round(1.96 * statistics.stdev(self._interval_rates), 2)
 
 
 class Progress:

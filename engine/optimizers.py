@@ -1,11 +1,12 @@
-"""Optimizers on TF's fused training ops, with the recipe's settings by default.
+"""Optimizers on TF's training ops (fused where TF's formula is the recipe's), with the recipe's
+settings by default.
 
     sgd      momentum 0.9, Nesterov (ResourceApplyKerasMomentum: Keras' formula)
     adam     beta1 0.9, beta2 0.999, epsilon 1e-2 (ResourceApplyAdam)
     rmsprop  rho 0.9, epsilon 1e-2, no momentum: var -= lr * g / (sqrt(ms) + epsilon), as Keras
-             2's RMSprop (the recipe's). TF's fused ResourceApplyRMSProp, and Keras 3, put epsilon
-             inside the sqrt, which with epsilon 1e-2 is another optimizer; it is used only
-             when momentum > 0, as Keras 2 does.
+             2's RMSprop (the recipe's), written with plain ops: TF's fused ResourceApplyRMSProp,
+             and Keras 3, put epsilon inside the sqrt, which with epsilon 1e-2 is another
+             optimizer; the fused op is used only when momentum > 0, as Keras 2 does.
 
 Slots are created by `build(variables)` before the first step (so that they can be broadcast
 and checkpointed) and kept in variable order. `decoupled_weight_decay` shrinks each variable by

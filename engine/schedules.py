@@ -12,15 +12,11 @@ def recipe_step(step, initial_lr, steps_per_epoch, warmup_epochs, boundaries=REC
     """The recipe's: initial_lr * step / (warmup_epochs * steps_per_epoch) while warming up,
     then initial_lr x 1, x0.1 from epoch 30, x0.01 from 60, x0.001 from 80."""
     step = tf.cast(step, tf.float64)
-    warmup_steps = float(warmup_epochs * steps_per_epoch)
     epoch = tf.floor(step / steps_per_epoch)
     multiplier = tf.constant(1.0, tf.float64)
     for boundary_epoch, value in boundaries:
         multiplier = tf.where(epoch >= boundary_epoch, tf.constant(value, tf.float64), multiplier)
-    lr = initial_lr * multiplier
-    if warmup_steps > 0:
-        lr = tf.where(step < warmup_steps, initial_lr * step / warmup_steps, lr)
-    return tf.cast(lr, tf.float32)
+    return _with_warmup(step, initial_lr * multiplier, initial_lr, warmup_epochs * steps_per_epoch)
 
 
 def cosine(step, initial_lr, steps_per_epoch, warmup_epochs, total_epochs):
@@ -31,12 +27,19 @@ def cosine(step, initial_lr, steps_per_epoch, warmup_epochs, total_epochs):
     progress = tf.clip_by_value((step - warmup_steps) / max(total_steps - warmup_steps, 1.0),
                                 0.0, 1.0)
     lr = 0.5 * initial_lr * (1.0 + tf.cos(math.pi * progress))
+    return _with_warmup(step, lr, initial_lr, warmup_steps)
+
+
+def _with_warmup(step, lr, initial_lr, warmup_steps):
+    """float32 `lr`, replaced by the recipe's linear warm-up initial_lr * step / warmup_steps
+    during the first warmup_steps steps. step: float64."""
     if warmup_steps > 0:
-        lr = tf.where(step < warmup_steps, initial_lr * step / warmup_steps, lr)
+        lr = tf.where(step < float(warmup_steps), initial_lr * step / float(warmup_steps), lr)
     return tf.cast(lr, tf.float32)
 
 
-def build(name, initial_lr, steps_per_epoch, warmup_epochs, total_epochs):
+def build(name: str, *, initial_lr: float, steps_per_epoch: int, warmup_epochs: float,
+          total_epochs: int):
     """A function global step -> float32 learning rate."""
     if name == "step":
         return lambda step: recipe_step(step, initial_lr, steps_per_epoch, warmup_epochs)

@@ -3,9 +3,11 @@
 The train step is one tf.function: forward in the net's compute dtype, float32 loss plus the
 L2 penalty, tape.gradient, an explicit all-reduce (average) of the gradients across workers,
 the fused optimizer update, and on-device accumulation of metric sums. A step whose all-reduced
-gradients are not finite applies nothing and records its step number, so that the loop stops
-with the last good weights.
+gradients are not finite applies nothing (neither the update nor the batch-norm moving
+statistics) and records its step number, so that the loop stops with the last good weights.
 """
+from typing import Callable
+
 import tensorflow as tf
 
 from engine import losses
@@ -33,30 +35,37 @@ class Metrics(tf.Module):
         return {"loss": loss / count, "top1": top1 / count, "top5": top5 / count,
                 "examples": int(round(examples))}
 
+    def local_examples(self):
+        """This worker's example count since the last read; reading it waits for the device."""
+        return float(self.sums[3].numpy())
+
 
 class TrainStep:
-    """train_step(batch) / train_loop(iterator, steps): updates, returns nothing (metrics are
-    accumulated in `self.metrics`; the first non-finite step in `self.nonfinite_step`)."""
+    """`step(images, labels)` runs one training step; `step.loop(iterator, steps)` runs `steps`
+    of them inside one tf.function. Neither returns anything: metric sums accumulate in
+    `self.metrics`, and the first step whose gradients were not finite is kept in
+    `self.nonfinite_step` (-1 while there is none)."""
 
-    def __init__(self, net, optimizer, backend, lr_fn, weight_decay=0.0,
-                 weight_decay_mode="all", label_smoothing=0.0, jit_compile=False):
+    def __init__(self, *, net, optimizer, backend, lr_fn: Callable, weight_decay: float = 0.0,
+                 weight_decay_mode: str = "all", label_smoothing: float = 0.0,
+                 jit_compile: bool = False):
         self.net, self.optimizer, self.backend, self.lr_fn = net, optimizer, backend, lr_fn
-        self.variables = net.weights()
+        self.variables = net.trainable_variables_in_order()
         self.penalized = ([] if weight_decay_mode == "decoupled"
                           else losses.regularized_variables(net, weight_decay_mode))
         self.weight_decay, self.label_smoothing = weight_decay, label_smoothing
         self.metrics = Metrics("train_metrics")
         self.nonfinite_step = tf.Variable(-1, dtype=tf.int64, trainable=False,
                                           name="nonfinite_step")
-        self.train_step = tf.function(self._step, jit_compile=jit_compile or None)
-        self.train_loop = tf.function(self._loop)
+        self._one = tf.function(self._step, jit_compile=jit_compile or None)
+        self.loop = tf.function(self._loop)
 
-    def lr(self):
-        return self.lr_fn(self.optimizer.iterations)
+    def __call__(self, images, labels):
+        self._one(images, labels)
 
     def _step(self, images, labels):
         with tf.GradientTape() as tape:
-            logits = self.net(images, training=True)
+            logits, batch_statistics = self.net.forward(images, training=True)
             per_example = losses.cross_entropy(logits, labels, self.net.num_classes,
                                                self.label_smoothing)
             data_loss = tf.reduce_mean(per_example)
@@ -68,6 +77,7 @@ class TrainStep:
 
         def apply():
             self.optimizer.apply(grads, self.lr_fn(step))
+            self.net.update_moving_statistics(batch_statistics)
             return tf.constant(True)
 
         def refuse():
@@ -89,12 +99,15 @@ class TrainStep:
 
 
 class EvalStep:
-    """eval_step(images, labels, mask): adds masked sums to `self.metrics`."""
+    """`step(images, labels, mask)` adds the masked sums of one batch to `self.metrics`."""
 
     def __init__(self, net):
         self.net = net
         self.metrics = Metrics("eval_metrics")
-        self.eval_step = tf.function(self._step)
+        self._one = tf.function(self._step)
+
+    def __call__(self, images, labels, mask):
+        self._one(images, labels, mask)
 
     def _step(self, images, labels, mask):
         logits = self.net(images, training=False)

@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 import nets
-from engine import distributed, optimizers, TrainStep
+from engine import TrainStep, distributed, optimizers
 
 
 def batch(rank, step):
@@ -21,7 +21,8 @@ def main(out_dir):
     net = nets.build("densenet", num_classes=5, blocks=(2, 2), growth_rate=8, stem_filters=16,
                      seed=backend.rank)  # different initial weights: the broadcast must fix it
     optimizer = optimizers.build("sgd")
-    step = TrainStep(net, optimizer, backend, lambda s: tf.constant(0.05), weight_decay=1e-4)
+    step = TrainStep(net=net, optimizer=optimizer, backend=backend,
+                     lr_fn=lambda s: tf.constant(0.05), weight_decay=1e-4)
     optimizer.build(step.variables)
     backend.broadcast_variables(net.variables + optimizer.variables)
 
@@ -33,7 +34,7 @@ def main(out_dir):
     averaged = backend.average_gradients(local)
 
     for s in range(3):
-        step.train_step(*batch(backend.rank, s + 1))
+        step(*batch(backend.rank, s + 1))
     np.savez(os.path.join(out_dir, f"rank{backend.rank}.npz"),
              **{f"local_{i}": g.numpy() for i, g in enumerate(local)},
              **{f"averaged_{i}": g.numpy() for i, g in enumerate(averaged)},

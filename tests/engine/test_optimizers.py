@@ -52,7 +52,7 @@ CASES = [(name, True) for name in optimizers.NAMES] + \
 
 
 @pytest.mark.parametrize("name,legacy", CASES,
-                         ids=[f"{n}-{'keras2' if l else 'keras3'}" for n, l in CASES])
+                         ids=[f"{n}-{'keras2' if legacy else 'keras3'}" for n, legacy in CASES])
 def test_updates_match_keras(name, legacy):
     init = [np.random.default_rng(9).normal(size=(5, 3)).astype(np.float32),
             np.zeros(3, np.float32)]

@@ -22,7 +22,8 @@ def recipe_formula(step, initial_lr, steps_per_epoch, warmup_epochs):
 def test_recipe_schedule_at_every_boundary(steps_per_epoch, warmup):
     boundaries = [0, warmup * steps_per_epoch] + [e * steps_per_epoch for e in (30, 60, 80, 90)]
     steps = sorted({max(0, b + d) for b in boundaries for d in (-2, -1, 0, 1, 2)})
-    lr = schedules.build("step", 0.28, steps_per_epoch, warmup, 90)
+    lr = schedules.build("step", initial_lr=0.28, steps_per_epoch=steps_per_epoch,
+                          warmup_epochs=warmup, total_epochs=90)
     for step in steps:
         np.testing.assert_allclose(float(lr(step)),
                                    recipe_formula(step, 0.28, steps_per_epoch, warmup),
@@ -30,7 +31,8 @@ def test_recipe_schedule_at_every_boundary(steps_per_epoch, warmup):
 
 
 def test_cosine_schedule_warms_up_then_decays_to_zero():
-    lr = schedules.build("cosine", 0.1, 10, 2, 12)
+    lr = schedules.build("cosine", initial_lr=0.1, steps_per_epoch=10, warmup_epochs=2,
+                          total_epochs=12)
     assert float(lr(0)) == 0.0
     np.testing.assert_allclose(float(lr(10)), 0.05, rtol=1e-6)
     np.testing.assert_allclose(float(lr(20)), 0.1, rtol=1e-6)

@@ -1,0 +1,191 @@
+"""The loop in-process (as orbit's controller_test): a 2-block net on synthetic data, driven by
+engine.Trainer directly. Cadence, chunking, checkpoint and evaluation points, resume, stop
+requests and the non-finite guard, each checked against counts worked out independently."""
+import json
+import os
+import signal
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import input as inputs
+import nets
+from engine import (
+    NonFiniteLoss,
+    StopRequested,
+    TrainConfig,
+    Trainer,
+    TrainStep,
+    cadence,
+    distributed,
+    optimizers,
+)
+
+pytestmark = pytest.mark.smoke
+BATCH = 4
+
+
+def brute_force_boundary(step, limit, every, at):
+    """The first step after `step` where any event falls, found by walking step by step."""
+    for s in range(step + 1, limit + 1):
+        if any(p and s % p == 0 for p in every) or s in at:
+            return s
+    return limit
+
+
+@pytest.mark.parametrize("every, at", [((3, None, 5), ()), ((4,), (6, 9)), ((None,), (2,)),
+                                       ((7, 2), (1, 20))])
+def test_next_boundary_matches_a_step_by_step_walk(every, at):
+    for step in range(0, 25):
+        for limit in range(step + 1, 30, 4):
+            assert cadence.next_boundary(step, limit=limit, every=every, at=at) == \
+                brute_force_boundary(step, limit, every, at), (step, limit)
+
+
+def test_itstime():
+    assert [s for s in range(1, 13) if cadence.itstime(s, 4, last=10)] == [4, 8, 10, 12]
+    assert not any(cadence.itstime(s, None, last=10) for s in range(1, 13))
+    assert not any(cadence.itstime(s, 0) for s in range(1, 13))
+
+
+class Batches:
+    """A stand-in input module: the synthetic module's data, with NaN images from
+    `nan_from_step` on (0-based)."""
+
+    def __init__(self, nan_from_step=None):
+        self.inner = inputs.build("synthetic", image_size=32, num_classes=4,
+                                  num_train_examples=1000, num_val_examples=10)
+        self.nan_from_step = nan_from_step
+        self.num_classes = 4
+
+    def train_dataset(self, batch_size, *, shard_index=0, num_shards=1, seed=0, start_example=0):
+        data = self.inner.train_dataset(batch_size, seed=seed)
+        if self.nan_from_step is None:
+            return data
+        first = start_example // batch_size
+        poisoned = tf.data.Dataset.range(first, 2**62)
+        return tf.data.Dataset.zip((data, poisoned)).map(
+            lambda batch, step: (tf.where(step >= self.nan_from_step, np.nan, batch[0]),
+                                 batch[1]))
+
+    def eval_dataset(self, batch_size, **kwargs):
+        return self.inner.eval_dataset(batch_size, **kwargs)
+
+    def eval_batches(self, batch_size, num_shards=1):
+        return self.inner.eval_batches(batch_size, num_shards)
+
+
+class CountingStep:
+    """Wraps a TrainStep and records the size of every call: 1 per single step, k per loop."""
+
+    def __init__(self, inner, on_call=None):
+        self.inner, self.calls, self.on_call = inner, [], on_call
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def __call__(self, images, labels):
+        self.calls.append(1)
+        self.inner(images, labels)
+        if self.on_call:
+            self.on_call(sum(self.calls))
+
+    def loop(self, iterator, steps):
+        self.calls.append(int(steps))
+        self.inner.loop(iterator, steps)
+        if self.on_call:
+            self.on_call(sum(self.calls))
+
+
+def make_trainer(model_dir, data=None, on_call=None, **config):
+    net = nets.build("densenet", num_classes=4, blocks=(2, 2), growth_rate=4, stem_filters=8,
+                     seed=3)
+    optimizer = optimizers.build("sgd")
+    step = CountingStep(TrainStep(net=net, optimizer=optimizer,
+                                  backend=distributed.SingleProcess(),
+                                  lr_fn=lambda s: tf.constant(0.05), weight_decay=1e-4),
+                        on_call)
+    options = dict(model_dir=str(model_dir), batch_size=BATCH, epochs=2, steps_per_epoch=5,
+                   log_steps=100, seed=1)
+    options.update(config)
+    return Trainer(net=net, optimizer=optimizer, data=data or Batches(),
+                   backend=distributed.SingleProcess(), train_step=step,
+                   config=TrainConfig(**options), log=lambda *a, **k: None)
+
+
+def records(model_dir, split):
+    with open(os.path.join(model_dir, "metrics.jsonl")) as f:
+        return [r for r in map(json.loads, f) if r["split"] == split]
+
+
+def checkpoint_steps(model_dir):
+    state = tf.train.get_checkpoint_state(os.path.join(model_dir, "checkpoints"))
+    return [int(p.rsplit("-", 1)[1]) for p in state.all_model_checkpoint_paths]
+
+
+def test_events_fall_where_cadence_says(tmp_path):
+    """5 steps an epoch, 2 epochs: logs every 2 and at epoch ends, checkpoints every 3 and at
+    epoch ends, summaries every 4 (logged too), evaluation at epoch ends."""
+    trainer = make_trainer(tmp_path, log_steps=2, checkpoint_steps=3, save_summary_steps=4,
+                           keep_checkpoints=10, validation_steps=None)
+    summary = trainer.train()
+    assert summary["steps"] == 10
+    assert [r["step"] for r in records(tmp_path, "train")] == [2, 4, 5, 6, 8, 10]
+    assert [r["step"] for r in records(tmp_path, "validation")] == [5, 10]
+    assert [r["examples"] for r in records(tmp_path, "validation")] == [10, 10]
+    assert checkpoint_steps(tmp_path) == [3, 5, 6, 9, 10]
+    assert trainer.train_step.calls == [1] * 10
+
+
+def test_steps_per_loop_chunks_stop_at_every_event(tmp_path):
+    """steps_per_loop=4, logs every 3, 5-step epochs: a chunk ends at the first of a log step,
+    the epoch's end, or 4 steps: 0-3 (log), 3-5 (epoch end), 5-6 (log), 6-9 (log), 9-10."""
+    trainer = make_trainer(tmp_path, log_steps=3, steps_per_loop=4)
+    trainer.train()
+    ends = np.cumsum(trainer.train_step.calls).tolist()
+    assert ends == [3, 5, 6, 9, 10]
+    assert [r["step"] for r in records(tmp_path, "train")] == [3, 5, 6, 9, 10]
+
+
+def test_resume_in_a_new_trainer_continues_exactly(tmp_path):
+    straight = make_trainer(tmp_path / "straight", validation_steps=0)
+    straight.train()
+    first = make_trainer(tmp_path / "resumed", validation_steps=0, epochs=1)
+    first.train()
+    second = make_trainer(tmp_path / "resumed", validation_steps=0)
+    second.train()
+    assert second.train_step.calls == [1] * 5  # only the second epoch ran
+    for a, b in zip(straight.net.variables, second.net.variables):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-7, err_msg=a.name)
+    assert int(second.optimizer.iterations.numpy()) == 10
+
+
+def test_stop_request_checkpoints_the_step_reached(tmp_path):
+    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+
+    def stop_after_three(done):
+        if done == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+    try:
+        trainer = make_trainer(tmp_path, on_call=stop_after_three, validation_steps=0)
+        with pytest.raises(StopRequested) as stopped:
+            trainer.train()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    assert stopped.value.args[0] == 3
+    assert checkpoint_steps(tmp_path) == [3]
+
+
+def test_nonfinite_step_is_named_and_not_applied(tmp_path):
+    """NaN images from step 3 (0-based 2): the run stops naming step 3, with the weights of an
+    uninterrupted 2-step run."""
+    reference = make_trainer(tmp_path / "two", validation_steps=0, epochs=1, steps_per_epoch=2)
+    reference.train()
+    trainer = make_trainer(tmp_path / "nan", data=Batches(nan_from_step=2), validation_steps=0)
+    with pytest.raises(NonFiniteLoss, match="at step 3;"):
+        trainer.train()
+    for a, b in zip(reference.net.variables, trainer.net.variables):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-7, err_msg=a.name)
+    assert not os.path.exists(tmp_path / "nan" / "checkpoints" / "checkpoint")
