@@ -2,20 +2,23 @@
 `synthetic` (random tensors on the device, no I/O).
 
 Every module offers, for this worker (shard_index of num_shards):
-    train_dataset(batch_size, shard_index, num_shards, seed, start_example) -> endless
-        (images [B, S, S, 3], labels [B] int32 0-based) batches
-    eval_dataset(batch_size, shard_index, num_shards) -> one exact pass of
+    train_dataset(batch_size, shard_index=, num_shards=, seed=, start_example=) -> endless
+        (images float32 [B, S, S, 3], labels [B] int32 0-based) batches
+    eval_dataset(batch_size, shard_index=, num_shards=) -> one exact pass of
         (images, labels, mask) batches; eval_batches(batch_size, num_shards) of them
     num_examples(split), num_classes, class_names (or None)
+    explain(error, splits=) -> InputError: a pipeline failure, located (file and record) where
+        possible
 """
 import glob
 import json
 import os
+from typing import Optional
 
 import tensorflow as tf
 
 from input import pipeline, records
-from input import preprocessing as recipes
+from input import preprocessing as styles
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 SPLITS = ("train", "validation")
@@ -32,20 +35,19 @@ class _Source:
 class _FileBacked:
     """What imagenet and folder share: two sources, the pipelines, the corrupt-example policy."""
 
-    def __init__(self, dataset_dir, train_subset="train", val_subset="validation",
-                 num_classes=None, image_size=224, preprocessing="seed", dtype="float32",
-                 num_parallel_calls=pipeline.AUTOTUNE, deterministic=False, shuffle_buffer=8192,
-                 cycle_length=10, threads=None, skip_corrupt=False):
-        recipes.check_recipe(preprocessing)
+    def __init__(self, dataset_dir: str, *, train_subset: str = "train",
+                 val_subset: str = "validation", num_classes: Optional[int] = None,
+                 image_size: int = 224, preprocessing: str = "vendor",
+                 num_parallel_calls: int = pipeline.AUTOTUNE, deterministic: bool = False,
+                 shuffle_buffer: int = 8192, skip_corrupt: bool = False):
+        styles.check_style(preprocessing)
         self.dataset_dir = dataset_dir
         self.subsets = {"train": train_subset, "validation": val_subset}
         self.num_classes = num_classes
         self._sources = {}
-        self.image_size, self.recipe = image_size, preprocessing
-        self.dtype = tf.dtypes.as_dtype(dtype)
+        self.image_size, self.style = image_size, preprocessing
         self.num_parallel_calls = num_parallel_calls
         self.deterministic, self.shuffle_buffer = deterministic, shuffle_buffer
-        self.cycle_length, self.threads = cycle_length, threads
         self.skip_corrupt = skip_corrupt
         self._bad = {}
 
@@ -65,25 +67,40 @@ class _FileBacked:
         paths = self.source(split).paths
         return [(paths.index(path), index) for path, index, _ in self.bad_examples(split)]
 
-    def train_dataset(self, batch_size, shard_index=0, num_shards=1, seed=0, start_example=0):
+    def train_dataset(self, batch_size, *, shard_index=0, num_shards=1, seed=0, start_example=0):
         return pipeline.train_dataset(
-            self.source("train"), batch_size, self.image_size, shard_index, num_shards, seed,
-            start_example, self.recipe, self.dtype, self.num_parallel_calls, self.deterministic,
-            self.shuffle_buffer, self.cycle_length, self.threads, self._skip_examples("train"))
+            self.source("train"), batch_size=batch_size, image_size=self.image_size,
+            shard_index=shard_index, num_shards=num_shards, seed=seed,
+            start_example=start_example, style=self.style,
+            num_parallel_calls=self.num_parallel_calls, deterministic=self.deterministic,
+            shuffle_buffer=self.shuffle_buffer, skip_examples=self._skip_examples("train"))
 
-    def eval_dataset(self, batch_size, shard_index=0, num_shards=1):
-        return pipeline.eval_dataset(self.source("validation"), batch_size, self.image_size,
-                                     shard_index, num_shards, self.recipe, self.dtype,
-                                     self.num_parallel_calls, self.threads,
-                                     self._skip_examples("validation"))
+    def eval_dataset(self, batch_size, *, shard_index=0, num_shards=1):
+        return pipeline.eval_dataset(
+            self.source("validation"), batch_size=batch_size, image_size=self.image_size,
+            shard_index=shard_index, num_shards=num_shards, style=self.style,
+            num_parallel_calls=self.num_parallel_calls,
+            skip_examples=self._skip_examples("validation"))
 
     def eval_batches(self, batch_size, num_shards=1):
         return pipeline.eval_batches(self.source("validation").counts, batch_size, num_shards)
 
-    def locate_error(self, split, limit=1):
-        """Finds the first bad example of a split (after the pipeline failed): one-line text."""
-        bad = pipeline.find_bad_examples(self.source(split), limit=limit)
-        return [f"{path} record {index}: {reason}" for path, index, reason in bad]
+    def explain(self, error, *, splits=SPLITS):
+        """An InputError for a failure of this module's pipelines (a tf.errors.OpError): the
+        label check's own message, else the first bad example found by scanning `splits`,
+        else the error's first line."""
+        label = records.label_error(error)
+        if label:
+            return records.InputError(label)
+        for split in splits:
+            try:
+                bad = pipeline.find_bad_examples(self.source(split), limit=1)
+            except Exception:  # noqa: BLE001 - a diagnosis must not hide the original error
+                bad = []
+            if bad:
+                path, index, reason = bad[0]
+                return records.InputError(f"bad input: {path} record {index}: {reason}")
+        return records.InputError(f"input pipeline failed: {records.one_line(error)}")
 
 
 class ImageNetRecords(_FileBacked):
@@ -180,10 +197,9 @@ class Synthetic:
     """Random images and labels made on the device once and repeated: no I/O, no decode, for
     measuring compute alone."""
 
-    def __init__(self, image_size=224, num_classes=1000, dtype="float32",
-                 num_train_examples=1_281_167, num_val_examples=50_000, **unused):
+    def __init__(self, *, image_size: int = 224, num_classes: int = 1000,
+                 num_train_examples: int = 1_281_167, num_val_examples: int = 50_000):
         self.image_size, self.num_classes = image_size, num_classes
-        self.dtype = tf.dtypes.as_dtype(dtype)
         self.class_names = None
         self._counts = {"train": num_train_examples, "validation": num_val_examples}
 
@@ -195,16 +211,16 @@ class Synthetic:
                                              (seed, 1), -1.0, 1.0)
         labels = tf.random.stateless_uniform([batch_size], (seed, 2), 0, self.num_classes,
                                              tf.int32)
-        return tf.cast(images, self.dtype), labels
+        return images, labels
 
-    def train_dataset(self, batch_size, shard_index=0, num_shards=1, seed=0, start_example=0):
+    def train_dataset(self, batch_size, *, shard_index=0, num_shards=1, seed=0, start_example=0):
         return tf.data.Dataset.from_tensors(self._batch(batch_size, seed + shard_index)).repeat()
 
     def eval_batches(self, batch_size, num_shards=1):
         counts = [self._counts["validation"]]
         return pipeline.eval_batches(counts, batch_size, num_shards)
 
-    def eval_dataset(self, batch_size, shard_index=0, num_shards=1):
+    def eval_dataset(self, batch_size, *, shard_index=0, num_shards=1):
         total = self._counts["validation"]
         mine = (total - shard_index + num_shards - 1) // num_shards
         batches = self.eval_batches(batch_size, num_shards)
@@ -213,8 +229,9 @@ class Synthetic:
         masks = tf.data.Dataset.from_tensor_slices(tf.reshape(mask, [batches, batch_size]))
         return masks.map(lambda m: (images, labels, m))
 
-    def locate_error(self, split, limit=1):
-        return []
+    def explain(self, error, *, splits=SPLITS):
+        del splits  # nothing to scan: synthetic data cannot be corrupt
+        return records.InputError(f"input pipeline failed: {records.one_line(error)}")
 
     def bad_examples(self, split):
         return []

@@ -16,13 +16,13 @@ Evaluation: one pass over every example, split across workers with no overlap, n
 repeat; each worker pads to the same number of batches and yields a mask (1 real, 0 padding).
 """
 import math
-import multiprocessing
 
 import tensorflow as tf
 
 from input import preprocessing, records
 
 AUTOTUNE = tf.data.AUTOTUNE
+CYCLE_LENGTH = 10  # files read at once in training, as the recipe's interleave
 
 
 def _worker_units(num_units, shard_index, num_shards):
@@ -79,23 +79,17 @@ def _without(elements, skip_examples):
     return elements.filter(keep)
 
 
-def _options(deterministic, threads):
+def _options(deterministic):
     options = tf.data.Options()
     options.deterministic = deterministic
-    if threads:
-        options.threading.private_threadpool_size = threads
     return options
 
 
-def default_threads(workers_per_host):
-    """A private pool per worker sized to its share of the host's cores."""
-    return max(1, multiprocessing.cpu_count() // max(1, workers_per_host))
-
-
-def train_dataset(source, batch_size, image_size, shard_index=0, num_shards=1, seed=0,
-                  start_example=0, recipe="seed", dtype=tf.float32, num_parallel_calls=AUTOTUNE,
-                  deterministic=False, shuffle_buffer=8192, cycle_length=10, threads=None,
-                  skip_examples=()):
+def train_dataset(source, *, batch_size: int, image_size: int, shard_index: int = 0,
+                  num_shards: int = 1, seed: int = 0, start_example: int = 0,
+                  style: str = "vendor", num_parallel_calls: int = AUTOTUNE,
+                  deterministic: bool = False, shuffle_buffer: int = 8192,
+                  skip_examples=()) -> tf.data.Dataset:
     """Endless (images [B, S, S, 3], labels [B] int32) batches for this worker.
 
     start_example: examples this worker already consumed (resume = steps done x batch_size).
@@ -111,7 +105,7 @@ def train_dataset(source, batch_size, image_size, shard_index=0, num_shards=1, s
     def epoch(k):
         order = tf.data.Dataset.from_tensor_slices(ids_tensor).shuffle(
             len(ids), seed=seed * 1_000_003 + k, reshuffle_each_iteration=False)
-        elements = source.elements(order, cycle_length, deterministic)
+        elements = source.elements(order, CYCLE_LENGTH, deterministic)
         if record_shard is not None:
             elements = _records_of_worker(elements, source.counts, *record_shard)
         elements = _without(elements, skip_examples)
@@ -127,13 +121,13 @@ def train_dataset(source, batch_size, image_size, shard_index=0, num_shards=1, s
         unit, index, payload = element
         encoded, label = source.parse(unit, index, payload)
         image = preprocessing.train_image(encoded, image_size,
-                                          tf.stack([tf.cast(seed, tf.int64), number]), recipe)
-        return tf.cast(image, dtype), label
+                                          tf.stack([tf.cast(seed, tf.int64), number]), style)
+        return image, label
 
     stream = stream.map(decode, num_parallel_calls=num_parallel_calls,
                         deterministic=deterministic)
     stream = stream.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE)
-    return stream.with_options(_options(deterministic, threads))
+    return stream.with_options(_options(deterministic))
 
 
 def eval_batches(counts, batch_size, num_shards):
@@ -142,8 +136,9 @@ def eval_batches(counts, batch_size, num_shards):
     return max(1, math.ceil(most / batch_size))
 
 
-def eval_dataset(source, batch_size, image_size, shard_index=0, num_shards=1, recipe="seed",
-                 dtype=tf.float32, num_parallel_calls=AUTOTUNE, threads=None, skip_examples=()):
+def eval_dataset(source, *, batch_size: int, image_size: int, shard_index: int = 0,
+                 num_shards: int = 1, style: str = "vendor", num_parallel_calls: int = AUTOTUNE,
+                 skip_examples=()) -> tf.data.Dataset:
     """One pass: (images, labels, mask [B] float32) batches; summed over workers, every example
     but `skip_examples` ((unit, index) pairs) has mask 1 exactly once."""
     ids, record_shard = _worker_units(len(source.counts), shard_index, num_shards)
@@ -157,15 +152,15 @@ def eval_dataset(source, batch_size, image_size, shard_index=0, num_shards=1, re
 
     def decode(unit, index, payload):
         encoded, label = source.parse(unit, index, payload)
-        image = preprocessing.eval_image(encoded, image_size, recipe)
-        return tf.cast(image, dtype), label, tf.constant(1.0)
+        image = preprocessing.eval_image(encoded, image_size, style)
+        return image, label, tf.constant(1.0)
 
     real = elements.map(decode, num_parallel_calls=num_parallel_calls, deterministic=True)
     padding = tf.data.Dataset.from_tensors(
-        (tf.zeros([image_size, image_size, 3], dtype), tf.constant(0, tf.int32),
+        (tf.zeros([image_size, image_size, 3], tf.float32), tf.constant(0, tf.int32),
          tf.constant(0.0))).repeat(total_batches * batch_size - mine)
     batches = real.concatenate(padding).batch(batch_size, drop_remainder=True)
-    return batches.prefetch(AUTOTUNE).with_options(_options(True, threads))
+    return batches.prefetch(AUTOTUNE).with_options(_options(True))
 
 
 def find_bad_examples(source, limit=None):

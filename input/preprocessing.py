@@ -1,6 +1,6 @@
-"""Preprocessing recipes: encoded image bytes -> float image [size, size, 3].
+"""Preprocessing styles: encoded image bytes -> float image [size, size, 3].
 
-`seed`      the vendor recipe's: crop from sample_distorted_bounding_box (min_object_covered 0.6,
+`vendor`    the vendor recipe's: crop from sample_distorted_bounding_box (min_object_covered 0.6,
             aspect 0.75-1.33, area 0.6-1.0, 100 attempts, whole image when nothing fits) fused
             with the JPEG decode, bilinear resize ignoring aspect, random left-right flip; eval:
             shorter side to `size` keeping aspect, central crop; pixels to [-1, 1].
@@ -14,77 +14,81 @@ Greyscale and CMYK images come out as 3-channel RGB.
 """
 import tensorflow as tf
 
-RECIPES = ("seed", "inception")
+STYLES = ("vendor", "inception")
 _MEAN = (0.485, 0.456, 0.406)
 _STD = (0.229, 0.224, 0.225)
-_CROP = {"seed": dict(min_object_covered=0.6, aspect_ratio_range=(0.75, 1.33),
+# sample_distorted_bounding_box's settings of the training crop, by style.
+CROP_SETTINGS = {"vendor": dict(min_object_covered=0.6, aspect_ratio_range=(0.75, 1.33),
                       area_range=(0.6, 1.0)),
          "inception": dict(min_object_covered=0.1, aspect_ratio_range=(3 / 4, 4 / 3),
                            area_range=(0.08, 1.0))}
-_EVAL_CROP_FRACTION = {"seed": 1.0, "inception": 0.875}
+_EVAL_CROP_FRACTION = {"vendor": 1.0, "inception": 0.875}
 
 
 def _image_shape(encoded):
     """[height, width, channels] without decoding pixels (header only, for JPEG)."""
     return tf.cond(tf.io.is_jpeg(encoded),
                    lambda: tf.io.extract_jpeg_shape(encoded),
-                   lambda: tf.shape(_decode_whole(encoded), out_type=tf.int32))
+                   lambda: tf.shape(decode_whole(encoded), out_type=tf.int32))
 
 
 # TF's default JPEG IDCT ("INTEGER_FAST") is up to 7 levels off libjpeg's accurate one, which
 # Pillow and most tools use; the accurate one costs little next to the resize.
-_DCT = "INTEGER_ACCURATE"
+DCT_METHOD = "INTEGER_ACCURATE"
 
 
-def _decode_whole(encoded):
+def decode_whole(encoded):
+    """uint8 [H, W, 3] pixels of a JPEG (accurate IDCT), PNG, GIF or BMP."""
     return tf.cond(
         tf.io.is_jpeg(encoded),
-        lambda: tf.io.decode_jpeg(encoded, channels=3, dct_method=_DCT),
+        lambda: tf.io.decode_jpeg(encoded, channels=3, dct_method=DCT_METHOD),
         lambda: tf.io.decode_image(encoded, channels=3, expand_animations=False,
                                    dtype=tf.uint8))
 
 
-def _decode_crop(encoded, offset_y, offset_x, height, width):
+def decode_crop(encoded, offset_y, offset_x, height, width):
     """uint8 crop of the image, decoding only the window for JPEGs."""
     def jpeg():
         return tf.image.decode_and_crop_jpeg(
-            encoded, tf.stack([offset_y, offset_x, height, width]), channels=3, dct_method=_DCT)
+            encoded, tf.stack([offset_y, offset_x, height, width]), channels=3,
+            dct_method=DCT_METHOD)
 
     def other():
-        return tf.image.crop_to_bounding_box(_decode_whole(encoded), offset_y, offset_x,
+        return tf.image.crop_to_bounding_box(decode_whole(encoded), offset_y, offset_x,
                                              height, width)
     return tf.cond(tf.io.is_jpeg(encoded), jpeg, other)
 
 
-def train_image(encoded, size, seed, recipe="seed"):
+def train_image(encoded, size, example_seed, style="vendor"):
     """A randomly cropped, resized and flipped float32 [size, size, 3] image.
 
-    seed: int32/int64 [2], e.g. (run seed, example index): the same seed gives the same image.
+    example_seed: int32/int64 [2], e.g. (run seed, example number): the same pair gives the same
+    image.
     """
     shape = _image_shape(encoded)
-    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 2)
+    seeds = tf.random.experimental.stateless_split(tf.cast(example_seed, tf.int64), 2)
     begin, crop_size, _ = tf.image.stateless_sample_distorted_bounding_box(
         shape, bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]), seed=seeds[0],
-        max_attempts=100, use_image_if_no_bounding_boxes=True, **_CROP[recipe])
-    image = _decode_crop(encoded, begin[0], begin[1], crop_size[0], crop_size[1])
+        max_attempts=100, use_image_if_no_bounding_boxes=True, **CROP_SETTINGS[style])
+    image = decode_crop(encoded, begin[0], begin[1], crop_size[0], crop_size[1])
     image = tf.image.resize(tf.image.convert_image_dtype(image, tf.float32), [size, size],
                             method="bilinear")
     image = tf.image.stateless_random_flip_left_right(image, seeds[1])
-    return _normalize_float(image, recipe)
+    return _normalize_float(image, style)
 
 
-def _normalize_float(image01, recipe):
-    if recipe == "seed":
+def _normalize_float(image01, style):
+    if style == "vendor":
         return (image01 - 0.5) * 2.0
     return (image01 - _MEAN) / _STD
 
 
-def eval_image(encoded, size, recipe="seed"):
+def eval_image(encoded, size, style="vendor"):
     """Shorter side resized to size / crop_fraction keeping the aspect, then the central
     size x size crop: float32 [size, size, 3]."""
-    image = tf.image.convert_image_dtype(_decode_whole(encoded), tf.float32)
+    image = tf.image.convert_image_dtype(decode_whole(encoded), tf.float32)
     height, width = tf.shape(image)[0], tf.shape(image)[1]
-    target = tf.cast(tf.math.ceil(size / _EVAL_CROP_FRACTION[recipe]), tf.float32)
+    target = tf.cast(tf.math.ceil(size / _EVAL_CROP_FRACTION[style]), tf.float32)
     scale = target / tf.cast(tf.minimum(height, width), tf.float32)
     new_h = tf.maximum(tf.cast(tf.round(tf.cast(height, tf.float32) * scale), tf.int32), size)
     new_w = tf.maximum(tf.cast(tf.round(tf.cast(width, tf.float32) * scale), tf.int32), size)
@@ -92,9 +96,9 @@ def eval_image(encoded, size, recipe="seed"):
     top, left = (new_h - size) // 2, (new_w - size) // 2
     image = image[top:top + size, left:left + size]
     image = tf.ensure_shape(image, [size, size, 3])
-    return _normalize_float(image, recipe)
+    return _normalize_float(image, style)
 
 
-def check_recipe(recipe):
-    if recipe not in RECIPES:
-        raise ValueError(f"unknown preprocessing {recipe!r}; expected one of {', '.join(RECIPES)}")
+def check_style(style):
+    if style not in STYLES:
+        raise ValueError(f"unknown preprocessing {style!r}; expected one of {', '.join(STYLES)}")

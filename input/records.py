@@ -8,6 +8,7 @@ import glob
 import hashlib
 import json
 import os
+import re
 
 import tensorflow as tf
 
@@ -105,11 +106,26 @@ def parse(serialized, path, index, num_classes):
     label = features["image/class/label"]
     ok = tf.logical_and(label >= 1, label <= num_classes)
     check = tf.debugging.Assert(
-        ok, ["input error: label", label, f"outside 1..{num_classes} in", path, "record", index],
+        ok, [_LABEL_CHECK, label, f"outside 1..{num_classes} in", path, "record", index],
         summarize=1)
     with tf.control_dependencies([check]):
         label = tf.cast(label - 1, tf.int32)
     return features["image/encoded"], label
+
+
+_LABEL_CHECK = "input error: label"
+
+
+def label_error(error):
+    """The sentence of `parse`'s label check from a pipeline error, or None if it is not one.
+    tf.debugging.Assert prints its data as [item] [item] ...; this joins them back."""
+    first = str(error).split("\n")[0]
+    if _LABEL_CHECK not in first:
+        return None
+    items = re.findall(r"\[([^\[\]]*)\]", first)
+    items = items[next(i for i, item in enumerate(items) if _LABEL_CHECK in item):]
+    text = " ".join(i.strip().removeprefix("b'").strip("'\"") for i in items)
+    return text.replace("input error: ", "")
 
 
 def one_line(error):

@@ -37,12 +37,12 @@ def corrupt_jpeg_dir(tmp_path):
 
 def test_corrupt_jpeg_fails_and_is_located(corrupt_jpeg_dir):
     data = build(corrupt_jpeg_dir)
-    with pytest.raises(tf.errors.InvalidArgumentError):
+    with pytest.raises(tf.errors.InvalidArgumentError) as error:
         list(data.eval_dataset(2))
-    located = data.locate_error("validation")
-    assert len(located) == 1
-    assert located[0].startswith(
-        f"{corrupt_jpeg_dir}/validation/validation-00001-of-00002 record 1: ")
+    explained = data.explain(error.value, splits=["validation"])
+    assert isinstance(explained, inputs.InputError)
+    assert str(explained).startswith(
+        f"bad input: {corrupt_jpeg_dir}/validation/validation-00001-of-00002 record 1: ")
 
 
 def test_skip_corrupt_leaves_bad_examples_out_and_counts_them(corrupt_jpeg_dir):
@@ -51,9 +51,10 @@ def test_skip_corrupt_leaves_bad_examples_out_and_counts_them(corrupt_jpeg_dir):
     assert [(os.path.basename(p), i) for p, i, _ in data.bad_examples("train")] == \
         [("train-00001-of-00002", 1)]
     for shards in (1, 2):
-        masks = [m for s in range(shards) for _, _, m in data.eval_dataset(2, s, shards)]
+        masks = [m for s in range(shards)
+                 for _, _, m in data.eval_dataset(2, shard_index=s, num_shards=shards)]
         assert float(np.sum(masks)) == 5.0
-    labels = [int(l) for _, l in data.train_dataset(1).unbatch().take(15)]
+    labels = [int(label) for _, label in data.train_dataset(1).unbatch().take(15)]
     assert 9 not in labels  # label 10 (class 9) is only on the corrupt record ...
     assert len(labels) == 15  # ... and the stream goes on without it
 
@@ -66,8 +67,8 @@ def test_label_out_of_range_names_file_and_record(tmp_path):
         list(data.eval_dataset(2))
     message = str(error.value)
     assert "outside 1..10" in message and "validation-00001-of-00002" in message
-    assert data.locate_error("validation")[0].startswith(
-        f"{tmp_path}/validation/validation-00001-of-00002 record 0: ")
+    assert str(data.explain(error.value)) == \
+        f"label 11 outside 1..10 in {tmp_path}/validation/validation-00001-of-00002 record 0"
 
 
 def test_label_zero_is_out_of_range_too(tmp_path):
@@ -102,8 +103,8 @@ def test_skip_corrupt_resume_continues_the_same_stream(corrupt_jpeg_dir, num_sha
     example k lands where the uninterrupted stream was after k examples."""
     data = build(corrupt_jpeg_dir, skip_corrupt=True)
     for shard in range(num_shards):
-        whole = [int(l) for _, l in data.train_dataset(1, shard, num_shards, seed=2)
-                 .unbatch().take(12)]
-        resumed = [int(l) for _, l in data.train_dataset(1, shard, num_shards, seed=2,
-                                                         start_example=7).unbatch().take(5)]
+        whole = [int(label) for _, label in data.train_dataset(
+            1, shard_index=shard, num_shards=num_shards, seed=2).unbatch().take(12)]
+        resumed = [int(label) for _, label in data.train_dataset(
+            1, shard_index=shard, num_shards=num_shards, seed=2, start_example=7).unbatch().take(5)]
         assert resumed == whole[7:12]

@@ -27,10 +27,10 @@ def test_folder_module_reads_classes_sorted_with_png_and_greyscale(tmp_path):
     data = inputs.build("folder", dataset_dir=str(tmp_path), image_size=12, deterministic=True)
     assert data.class_names == ["ant", "moth", "zebra"] and data.num_classes == 3
     assert data.num_examples("train") == 6 and data.num_examples("validation") == 3
-    labels = sorted(int(l) for _, l in data.train_dataset(1).unbatch().take(6))
+    labels = sorted(int(label) for _, label in data.train_dataset(1).unbatch().take(6))
     assert labels == [0, 0, 1, 2, 2, 2]
     batches = list(data.eval_dataset(2))
-    got = [int(l) for _, ls, ms in batches for l, m in zip(ls, ms) if m == 1.0]
+    got = [int(label) for _, ls, ms in batches for label, m in zip(ls, ms) if m == 1.0]
     assert got == [0, 0, 2]
     assert all(images.shape == (2, 12, 12, 3) for images, _, _ in batches)
 
@@ -51,7 +51,7 @@ def test_demo_data_is_deterministic_and_recipe_format(tmp_path):
     assert data.num_classes == 10 and data.class_names[0] == "circle"
     assert data.num_examples("train") == first["train"] == 1000
     assert data.num_examples("validation") == first["validation"] == 200
-    labels = [int(l) for _, ls, m in data.eval_dataset(50) for l in ls]
+    labels = [int(label) for _, ls, m in data.eval_dataset(50) for label in ls]
     assert sorted(set(labels)) == list(range(10))
     # Each record's synset names its class, and the label agrees (1-based in the file).
     path = tmp_path / "a" / "train" / "train-00000-of-00004"

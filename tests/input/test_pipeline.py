@@ -37,8 +37,8 @@ def test_training_shards_cover_every_record_once_per_epoch(data_dir, num_shards)
     epochs = [[], []]
     for shard in range(num_shards):
         per_epoch = pipeline.examples_per_worker(data.source("train").counts, shard, num_shards)
-        labels = [int(l) for _, l in data.train_dataset(1, shard, num_shards, seed=3)
-                  .unbatch().take(2 * per_epoch)]
+        labels = [int(label) for _, label in data.train_dataset(
+            1, shard_index=shard, num_shards=num_shards, seed=3).unbatch().take(2 * per_epoch)]
         epochs[0] += labels[:per_epoch]
         epochs[1] += labels[per_epoch:]
         if per_epoch >= 4:
@@ -53,10 +53,10 @@ def test_evaluation_counts_every_example_once(data_dir, num_shards):
     batches = data.eval_batches(4, num_shards)
     real, padding = [], 0
     for shard in range(num_shards):
-        got = list(data.eval_dataset(4, shard, num_shards))
+        got = list(data.eval_dataset(4, shard_index=shard, num_shards=num_shards))
         assert len(got) == batches  # the same number of steps on every worker
         for _, labels, mask in got:
-            real += [int(l) for l, m in zip(labels, mask) if m == 1.0]
+            real += [int(label) for label, m in zip(labels, mask) if m == 1.0]
             padding += int(np.sum(np.asarray(mask) == 0.0))
     assert sorted(real) == list(range(25))
     assert padding == batches * 4 * num_shards - 25
@@ -64,13 +64,13 @@ def test_evaluation_counts_every_example_once(data_dir, num_shards):
 
 def test_resume_continues_the_same_stream(data_dir):
     data = module(data_dir, shuffle_buffer=8)
-    whole = [(i.numpy(), l.numpy()) for i, l in data.train_dataset(4, seed=5).take(15)]
-    resumed = [(i.numpy(), l.numpy()) for i, l in
+    whole = [(i.numpy(), y.numpy()) for i, y in data.train_dataset(4, seed=5).take(15)]
+    resumed = [(i.numpy(), y.numpy()) for i, y in
                data.train_dataset(4, seed=5, start_example=9 * 4).take(6)]
     for (wi, wl), (ri, rl) in zip(whole[9:], resumed):
         np.testing.assert_array_equal(wl, rl)
         np.testing.assert_array_equal(wi, ri)
-    other_seed = [l.numpy() for _, l in data.train_dataset(4, seed=6).take(15)]
+    other_seed = [y.numpy() for _, y in data.train_dataset(4, seed=6).take(15)]
     assert not all(np.array_equal(a[1], b) for a, b in zip(whole, other_seed))
 
 
@@ -80,10 +80,10 @@ def test_decoded_pixels_equal_pillow(data_dir):
     encoded = tf.train.Example.FromString(record.numpy()).features.feature[
         "image/encoded"].bytes_list.value[0]
     pillow = np.asarray(Image.open(io.BytesIO(encoded)).convert("RGB"))
-    ours = preprocessing._decode_whole(tf.constant(encoded)).numpy()
+    ours = preprocessing.decode_whole(tf.constant(encoded)).numpy()
     np.testing.assert_array_equal(ours, pillow)
     # The fused decode-and-crop path gives the same pixels for a window.
-    window = preprocessing._decode_crop(tf.constant(encoded), 3, 5, 10, 12).numpy()
+    window = preprocessing.decode_crop(tf.constant(encoded), 3, 5, 10, 12).numpy()
     np.testing.assert_array_equal(window, pillow[3:13, 5:17])
 
 
@@ -101,7 +101,7 @@ def test_train_crop_stays_within_the_recipe_bounds():
     for i in range(50):
         begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
             shape, tf.constant([[[0.0, 0.0, 1.0, 1.0]]]), seed=(i, 0), max_attempts=100,
-            use_image_if_no_bounding_boxes=True, **preprocessing._CROP["seed"])
+            use_image_if_no_bounding_boxes=True, **preprocessing.CROP_SETTINGS["vendor"])
         area = size[0] * size[1] / (300 * 400)
         assert 0.6 - 1e-2 <= float(area) <= 1.0
         assert 0.75 - 0.02 <= float(size[1] / size[0]) <= 1.33 + 0.02
@@ -114,13 +114,14 @@ def test_png_cmyk_and_greyscale_decode_to_rgb():
         image = preprocessing.train_image(tf.constant(encoded), 16, tf.constant([1, 2]))
         assert image.shape == (16, 16, 3)
         want = np.asarray(Image.open(io.BytesIO(encoded)).convert("RGB"))
-        got = preprocessing._decode_whole(tf.constant(encoded)).numpy()
+        got = preprocessing.decode_whole(tf.constant(encoded)).numpy()
         assert np.abs(got.astype(int) - want.astype(int)).max() <= 2, mode
 
 
 def test_synthetic_module_is_exact_too():
     data = inputs.build("synthetic", image_size=8, num_classes=5, num_val_examples=10)
-    masks = [np.asarray(m) for shard in range(3) for _, _, m in data.eval_dataset(2, shard, 3)]
+    masks = [np.asarray(m) for shard in range(3)
+             for _, _, m in data.eval_dataset(2, shard_index=shard, num_shards=3)]
     assert sum(m.sum() for m in masks) == 10
     images, labels = next(iter(data.train_dataset(4)))
     assert images.shape == (4, 8, 8, 3) and int(tf.reduce_max(labels)) < 5
