@@ -30,6 +30,8 @@ import time
 
 from absl import app, flags
 
+from launch.train_flags import COMPUTE_DTYPES
+
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("mode", "memory", ["memory", "memory_worker", "input", "train",
                                      "train_worker", "conv_floor"],
@@ -49,8 +51,8 @@ flags.DEFINE_integer("input_images", 1024, "input: images to generate without --
                      lower_bound=64)
 flags.DEFINE_integer("input_batches", 30, "input: timed batches per measurement.", lower_bound=5)
 
-# --dtype -> nets.build's compute_dtype
-COMPUTE_DTYPES = {"fp32": "float32", "bf16": "bfloat16"}
+KERAS_FIT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests",
+                         "benchmarks", "keras_fit.py")
 
 
 def peak_rss_mb():
@@ -146,10 +148,10 @@ def input_benchmark():
             shape = tf.io.extract_jpeg_shape(encoded)
             begin, crop, _ = tf.image.stateless_sample_distorted_bounding_box(
                 shape, tf.constant([[[0.0, 0.0, 1.0, 1.0]]]), seed=(1, 2), max_attempts=100,
-                use_image_if_no_bounding_boxes=True, **preprocessing._CROP["seed"])
+                use_image_if_no_bounding_boxes=True, **preprocessing.CROP_SETTINGS["vendor"])
             image = tf.image.decode_and_crop_jpeg(
                 encoded, tf.stack([begin[0], begin[1], crop[0], crop[1]]), channels=3,
-                dct_method=preprocessing._DCT)
+                dct_method=preprocessing.DCT_METHOD)
             return tf.image.resize(image, [size, size])
         return (tf.data.TFRecordDataset(files, num_parallel_reads=tf.data.AUTOTUNE).repeat()
                 .map(one, num_parallel_calls=tf.data.AUTOTUNE).batch(batch)
@@ -186,16 +188,16 @@ def train_worker():
 
     net = nets.build(FLAGS.model, compute_dtype=COMPUTE_DTYPES[FLAGS.dtype])
     optimizer = optimizers.build("sgd")
-    step = TrainStep(net, optimizer, distributed.SingleProcess(), lambda s: tf.constant(0.01),
-                     weight_decay=1e-4)
+    step = TrainStep(net=net, optimizer=optimizer, backend=distributed.SingleProcess(),
+                     lr_fn=lambda s: tf.constant(0.01), weight_decay=1e-4)
     optimizer.build(step.variables)
     images = tf.random.uniform([FLAGS.batch_size, FLAGS.image_size, FLAGS.image_size, 3], -1, 1)
     labels = tf.random.uniform([FLAGS.batch_size], 0, 1000, tf.int32)
     rates = []
     for i in range(3 + FLAGS.steps):
         start = time.perf_counter()
-        step.train_step(images, labels)
-        float(step.metrics.sums[0])  # wait for the step
+        step(images, labels)
+        step.metrics.local_examples()  # waits for the step
         if i >= 3:
             rates.append(FLAGS.batch_size / (time.perf_counter() - start))
     print(json.dumps({"impl": "engine", "tf": tf.__version__, "dtype": FLAGS.dtype,
@@ -264,9 +266,7 @@ def train_benchmark():
             for impl, cmd in (
                     ("engine", [sys.executable, "-m", "launch.benchmark", "--mode=train_worker",
                                 f"--dtype={dtype}", *common]),
-                    ("keras_fit", [sys.executable,
-                                   os.path.join(here, "tests", "benchmarks", "keras_fit.py"),
-                                   f"--dtype={dtype}", *common])):
+                    ("keras_fit", [sys.executable, KERAS_FIT, f"--dtype={dtype}", *common])):
                 out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=here)
                 if out.returncode != 0:
                     raise RuntimeError(f"{impl} {dtype} failed:\n{out.stderr[-2000:]}")
@@ -291,6 +291,11 @@ def train_benchmark():
 
 def main(argv):
     del argv
+    if FLAGS.dtype == "both" and FLAGS.mode != "train":
+        raise app.UsageError("--dtype=both is for --mode=train; run other modes once per dtype")
+    if FLAGS.mode == "train" and not os.path.exists(KERAS_FIT):
+        raise app.UsageError(f"--mode=train compares with Keras' fit, run by {KERAS_FIT}, "
+                             f"which only a source checkout has (tests/ is not installed)")
     if FLAGS.batch_size is None:
         FLAGS.batch_size = 64 if FLAGS.mode.startswith("memory") else 32
     if FLAGS.mode in ("memory_worker", "train_worker"):

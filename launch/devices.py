@@ -3,9 +3,11 @@ import os
 
 import tensorflow as tf
 
+from launch.errors import CommandError
 
-class DeviceError(RuntimeError):
-    pass
+
+class DeviceError(CommandError):
+    """A device that was asked for is not there."""
 
 
 def load_habana():

@@ -6,10 +6,11 @@ serving_default(encoded: string [N]) -> probabilities [N, C], top5_classes, top5
     JPEG/PNG bytes, preprocessed as the run evaluated (shorter side resize, central crop).
 predict_images(images: float32 [N, S, S, 3]) -> the same, from already preprocessed images.
 """
-import os
 import sys
 
 from absl import app, flags
+
+from launch.errors import ONE_LINE_ERRORS, report
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "The training run (holds flags.txt and checkpoints/).")
@@ -18,8 +19,9 @@ flags.DEFINE_string("export_dir", None, "Where to write the SavedModel.")
 flags.mark_flags_as_required(["model_dir", "export_dir"])
 
 
-def build_module(net, image_size, recipe):
+def build_module(net, image_size, style):
     import tensorflow as tf
+
     from input import preprocessing
 
     class Serving(tf.Module):
@@ -35,7 +37,7 @@ def build_module(net, image_size, recipe):
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
         def serve(self, encoded):
-            images = tf.map_fn(lambda e: preprocessing.eval_image(e, image_size, recipe),
+            images = tf.map_fn(lambda e: preprocessing.eval_image(e, image_size, style),
                                encoded, fn_output_signature=tf.float32)
             return self._outputs(images)
 
@@ -49,16 +51,14 @@ def build_module(net, image_size, recipe):
 
 def main(argv):
     del argv
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
+
     from launch import run_dir
     try:
         net, run_flags, _, path = run_dir.load(FLAGS.model_dir, FLAGS.checkpoint)
-    except run_dir.RunDirError as e:
-        sys.stderr.write(f"export: {e}\n")
-        return 1
-    module = build_module(net, int(run_flags["image_size"]), run_flags.get("preprocessing",
-                                                                            "seed"))
+    except ONE_LINE_ERRORS as e:
+        return report("export", e)
+    module = build_module(net, run_flags.image_size, run_flags.preprocessing)
     tf.saved_model.save(module, FLAGS.export_dir,
                         signatures={"serving_default": module.serve,
                                     "predict_images": module.predict_images})

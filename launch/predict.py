@@ -5,10 +5,11 @@
 Prints one line per image: path, then class (name when the data set has names) and probability.
 A file that is not an image ends the command with one line naming it and exit code 1.
 """
-import os
 import sys
 
 from absl import app, flags
+
+from launch.errors import ONE_LINE_ERRORS, CommandError, report
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "The training run (holds flags.txt and checkpoints/).")
@@ -21,26 +22,24 @@ def main(argv):
     paths = argv[1:]
     if not paths:
         raise app.UsageError("give one or more image files")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
+
     from input import preprocessing
     from launch import run_dir
     try:
         net, run_flags, names, _ = run_dir.load(FLAGS.model_dir, FLAGS.checkpoint)
-    except run_dir.RunDirError as e:
-        sys.stderr.write(f"predict: {e}\n")
-        return 1
-    size, recipe = int(run_flags["image_size"]), run_flags.get("preprocessing", "seed")
+    except ONE_LINE_ERRORS as e:
+        return report("predict", e)
+    size, style = run_flags.image_size, run_flags.preprocessing
     images = []
     for path in paths:
         try:
             encoded = tf.io.read_file(path)
-            images.append(preprocessing.eval_image(encoded, size, recipe))
+            images.append(preprocessing.eval_image(encoded, size, style))
         except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as e:
             reason = "no such file" if isinstance(e, tf.errors.NotFoundError) else \
                 "not a decodable JPEG, PNG, GIF or BMP image"
-            sys.stderr.write(f"predict: {path}: {reason}\n")
-            return 1
+            return report("predict", CommandError(f"{path}: {reason}"))
     probabilities = tf.nn.softmax(net(tf.stack(images), training=False)).numpy()
     top = min(FLAGS.top, net.num_classes)
     for path, p in zip(paths, probabilities):

@@ -49,7 +49,8 @@ def test_keras_h5_initializes_densenet121_for_fine_tuning(small_data, tmp_path):
                        "--dtype=fp32", *FROZEN, f"--init_checkpoint={path}",
                        "--init_skip_head"], timeout=600)
     tuned = helpers.checkpoint_values(latest(tmp_path / "tuned"))
-    kernel = model.get_layer("conv1_conv" if ref.KERAS_MAJOR >= 3 else "conv1/conv").get_weights()[0]
+    stem = "conv1_conv" if ref.KERAS_MAJOR >= 3 else "conv1/conv"
+    kernel = model.get_layer(stem).get_weights()[0]
     np.testing.assert_allclose(tuned["net/stem_conv/kernel/.ATTRIBUTES/VARIABLE_VALUE"], kernel,
                                rtol=1e-6, atol=1e-9)
     assert tuned["net/classifier/kernel/.ATTRIBUTES/VARIABLE_VALUE"].shape == (1024, 10)

@@ -56,8 +56,8 @@ def test_drawn_seed_is_written_and_reproduces(small_data, tmp_path):
     first, again = tmp_path / "first", tmp_path / "again"
     helpers.run_train(common(small_data, first, "--epochs=1", "--steps_per_epoch=2",
                              "--deterministic", "--validation_steps=0"))
-    seed_line = [l for l in (first / "flags.txt").read_text().splitlines()
-                 if l.startswith("--seed=")]
+    seed_line = [line for line in (first / "flags.txt").read_text().splitlines()
+                 if line.startswith("--seed=")]
     assert seed_line and int(seed_line[0].split("=")[1]) > 0
     helpers.run_train([f"--flagfile={first / 'flags.txt'}", f"--model_dir={again}"])
     assert helpers.metrics(first) == helpers.metrics(again)

@@ -3,9 +3,8 @@
 Keras is imported here only (tests), never by the engine. `keras` is Keras 3 on the current lane
 and Keras 2 on the TF 2.15 lane.
 """
-import numpy as np
-
 import keras
+import numpy as np
 
 KERAS_MODELS = {"densenet121": "DenseNet121", "densenet169": "DenseNet169",
                 "densenet201": "DenseNet201"}

@@ -65,7 +65,8 @@ def test_bad_options_are_refused_with_the_option_named():
 
 
 def test_initializers_have_keras_statistics():
-    """Glorot uniform: U(-l, l), l = sqrt(6 / (fan_in + fan_out)); He normal: std sqrt(2 / fan_in)."""
+    """Glorot uniform: U(-l, l), l = sqrt(6 / (fan_in + fan_out)); He normal: std
+    sqrt(2 / fan_in)."""
     glorot = nets.build("densenet121", kernel_initializer="glorot_uniform")
     he = nets.build("densenet121", kernel_initializer="he_normal", seed=3)
     k = glorot.dense_blocks[2][0].conv2.kernel.numpy()  # [3, 3, 128, 32]

@@ -1,0 +1,160 @@
+"""Flags of `python -m launch.train`: the vendor recipe's, by name, type and default, then ours,
+one module per concern (recipe, input, model, optimization, loop), which is how --helpfull
+groups them. Validators end a bad command line with one line naming the flag, exit code 1,
+before any TensorFlow graph is built.
+
+This package is also the one mapping from flags to objects: `net_options`, `input_options`.
+Importing it defines nothing; `define(flags.FLAGS)` does (launch.train).
+"""
+import os
+
+from absl import flags
+
+from engine import distributed
+from launch.train_flags import input as input_flags
+from launch.train_flags import loop, model, optimization, recipe
+
+FLAGS = flags.FLAGS
+CONCERNS = (recipe, input_flags, model, optimization, loop)
+COMPUTE_DTYPES = {"fp32": "float32", "bf16": "bfloat16"}  # --dtype -> nets' compute_dtype
+
+
+def define(fv: flags.FlagValues, *, validate: bool = True):
+    """Defines every flag of launch.train in `fv`; with `validate`, their validators too."""
+    for concern in CONCERNS:
+        concern.define(fv)
+    if validate:
+        _register_validators(fv)
+
+
+def net_options(fv: flags.FlagValues, *, seed: int = 0) -> dict:
+    """nets.build(fv.model, **net_options(fv)): the net that these flags describe."""
+    options = dict(num_classes=fv.num_classes, dropout_rate=fv.dropout_rate,
+                   bn_epsilon=fv.bn_epsilon, kernel_initializer=fv.kernel_initializer,
+                   compute_dtype=COMPUTE_DTYPES[fv.dtype], data_format=fv.data_format,
+                   recompute=fv.recompute, seed=seed)
+    if fv.model == "densenet":
+        options.update(blocks=[int(b) for b in fv.blocks], growth_rate=fv.growth_rate,
+                       stem_filters=fv.stem_filters)
+    return options
+
+
+def input_options(fv: flags.FlagValues) -> dict:
+    """input.build(fv.input, **input_options(fv)): the input that these flags describe."""
+    if fv.input == "synthetic":
+        return dict(num_classes=fv.num_classes or 1000, image_size=fv.image_size)
+    return dict(dataset_dir=fv.dataset_dir, train_subset=fv.train_subset,
+                val_subset=fv.val_subset, num_classes=fv.num_classes, image_size=fv.image_size,
+                preprocessing=fv.preprocessing, num_parallel_calls=fv.dataset_num_parallel_calls,
+                deterministic=fv.deterministic, shuffle_buffer=fv.shuffle_buffer,
+                skip_corrupt=fv.skip_corrupt)
+
+
+def profile_window(fv: flags.FlagValues = FLAGS):
+    return _parse_window(fv.profile_steps) if fv.profile_steps else None
+
+
+def write_flagfile(path: str, fv: flags.FlagValues = FLAGS):
+    """Every flag of launch.train that has a value, as --name=value lines: a reusable
+    --flagfile."""
+    lines = []
+    for concern in CONCERNS:
+        for flag in sorted(fv.get_flags_for_module(concern.__name__), key=lambda f: f.name):
+            if flag.value is not None:
+                lines.append(flag.serialize())
+    with open(path, "w") as f:
+        f.write("\n".join(sorted(lines)) + "\n")
+
+
+def _parse_window(text):
+    start, end = (int(x) for x in text.split(","))
+    return start, end
+
+
+def _register_validators(fv):
+    def positive(name):
+        flags.register_validator(name, lambda v: v is not None and v > 0,
+                                 message=f"--{name} must be a positive integer", flag_values=fv)
+
+    def positive_or_none(name):
+        flags.register_validator(name, lambda v: v is None or v > 0,
+                                 message=f"--{name} must be a positive integer when given",
+                                 flag_values=fv)
+
+    def check(name, predicate, message):
+        flags.register_validator(name, predicate, message=message, flag_values=fv)
+
+    for name in ("batch_size", "epochs", "image_size", "log_steps", "keep_checkpoints",
+                 "steps_per_loop", "shuffle_buffer"):
+        positive(name)
+    for name in ("steps_per_epoch", "checkpoint_steps", "save_summary_steps", "num_classes"):
+        positive_or_none(name)
+    check("validation_steps", lambda v: v is None or v >= 0,
+          "--validation_steps must be 0 (off) or positive")
+    check("warmup_epochs", lambda v: v >= 0, "--warmup_epochs must not be negative")
+    check("resume_from_epoch", lambda v: v >= 0, "--resume_from_epoch must not be negative")
+    check("dataset_num_parallel_calls", lambda v: v == -1 or v > 0,
+          "--dataset_num_parallel_calls must be -1 (AUTOTUNE) or positive")
+    check("initial_lr", lambda v: v > 0, "--initial_lr must be positive")
+    check("weight_decay", lambda v: v >= 0, "--weight_decay must not be negative")
+    check("label_smoothing", lambda v: 0 <= v < 1, "--label_smoothing must be in [0, 1)")
+    check("dropout_rate", lambda v: 0 <= v < 1, "--dropout_rate must be in [0, 1)")
+    check("image_size", lambda v: v >= 32,
+          "--image_size must be at least 32 (five 2x downsamplings)")
+    check("profile_steps", _window_ok,
+          "--profile_steps must be START,END with 0 <= START < END")
+
+    def multi(names, predicate, message=None):
+        flags.register_multi_flags_validator(names, predicate, message=message or "",
+                                             flag_values=fv)
+
+    multi(["model", "blocks"], _custom_model_blocks,
+          "--model=densenet needs --blocks (positive integers, e.g. 6,12,24,16); other models "
+          "take none")
+    multi(["batch_size"],
+          lambda v: v["batch_size"] % distributed.launcher_world_size() == 0,
+          "--batch_size must be divisible by the number of workers")
+    multi(["resume_from_epoch", "resume_from_checkpoint_path"],
+          lambda v: not v["resume_from_epoch"] or v["resume_from_checkpoint_path"] is not None,
+          "--resume_from_epoch needs --resume_from_checkpoint_path")
+    multi(["input", "dataset_dir"], _dataset_dir_exists)
+    for name, allow_file in (("resume_from_checkpoint_path", False),
+                             ("evaluate_checkpoint_path", False), ("init_checkpoint", True)):
+        multi([name], _checkpoint_exists(name, allow_file))
+
+
+def _window_ok(text):
+    if text is None:
+        return True
+    try:
+        start, end = _parse_window(text)
+    except ValueError:
+        return False
+    return 0 <= start < end
+
+
+def _custom_model_blocks(values):
+    if values["model"] != "densenet":
+        return values["blocks"] is None
+    try:
+        return bool(values["blocks"]) and all(int(b) > 0 for b in values["blocks"])
+    except ValueError:
+        return False
+
+
+def _dataset_dir_exists(values):
+    if values["input"] != "synthetic" and not os.path.isdir(values["dataset_dir"]):
+        raise flags.ValidationError(f"--dataset_dir {values['dataset_dir']} does not exist")
+    return True
+
+
+def _checkpoint_exists(name, allow_file):
+    def check(values):
+        path = values[name]
+        if path is None or os.path.exists(path + ".index") or (allow_file and
+                                                               os.path.isfile(path)):
+            return True
+        raise flags.ValidationError(f"--{name} {path}: no such checkpoint (expected "
+                                    f"{path}.index{' or a .h5 file' if allow_file else ''})")
+    return check
+
