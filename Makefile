@@ -5,7 +5,7 @@ VENV := .venv
 VENV215 := .venv-tf2.15
 PYTEST_ARGS ?=
 
-.PHONY: setup setup-all test test-current test-tf2.15 demo demo-data bench clean
+.PHONY: setup setup-all test lint test-current test-tf2.15 demo clean
 
 setup:
 	bash launch/build/setup_env.sh $(TF)
@@ -14,10 +14,15 @@ setup-all:
 	bash launch/build/setup_env.sh 2.21
 	bash launch/build/setup_env.sh 2.15
 
-# The full suite on the current lane, then the `smoke` subset on the TF 2.15 lane.
+# ruff (configured in pyproject.toml), the full suite on the current lane, then the `smoke`
+# subset on the TF 2.15 lane. A style violation fails `make test` before any test runs.
 test: setup-all
+	$(MAKE) lint
 	$(MAKE) test-current
 	$(MAKE) test-tf2.15
+
+lint:
+	$(VENV)/bin/ruff check .
 
 test-current:
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
