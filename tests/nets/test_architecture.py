@@ -53,6 +53,25 @@ def test_custom_densenet_shapes_and_logits_dtype():
     assert all(v.dtype == tf.float32 for v in net.variables if v.dtype.is_floating)
 
 
+def test_reset_classifier_gives_a_fresh_head_and_keeps_the_body():
+    net = nets.build("densenet", num_classes=7, blocks=(2, 2), growth_rate=8, stem_filters=16)
+    body = [v.numpy() for v in net.trainable_variables_in_order()[:-2]]
+    old_head = net.classifier.kernel.numpy()
+    net.reset_classifier(3)
+    assert net.num_classes == 3 and net(tf.zeros([2, 32, 32, 3])).shape == (2, 3)
+    kernel = net.classifier.kernel.numpy()
+    assert kernel.shape == (net.num_features, 3) and not np.allclose(kernel[:, :3], old_head[:, :3])
+    limit = np.sqrt(6.0 / (net.num_features + 3))  # Keras' Glorot uniform, as every head
+    assert np.abs(kernel).max() <= limit and np.abs(kernel).max() > 0.5 * limit
+    assert not np.any(net.classifier.bias.numpy())
+    for before, after in zip(body, net.trainable_variables_in_order()[:-2]):
+        np.testing.assert_array_equal(before, after.numpy())
+    # The new head is what the optimizer sees and what a checkpoint holds.
+    assert {id(v) for v in net.trainable_variables_in_order()[-2:]} == \
+        {id(net.classifier.kernel), id(net.classifier.bias)}
+    assert nets.parameter_count(net) == sum(v.shape.num_elements() for v in net.variables)
+
+
 def test_bad_options_are_refused_with_the_option_named():
     with pytest.raises(ValueError, match="unknown model 'densenet999'"):
         nets.build("densenet999")
