@@ -83,9 +83,9 @@ class Trainer:
         # step 1, after the slots exist).
         self.backend.broadcast_variables(self.net.variables + self.optimizer.variables
                                          + (self.epoch,))
-        step = int(self.optimizer.iterations.numpy())
+        step, epoch = (int(v) for v in observe.to_host([self.optimizer.iterations, self.epoch]))
         if restored:
-            self.log(f"resumed from {restored} at step {step}, epoch {int(self.epoch.numpy())}")
+            self.log(f"resumed from {restored} at step {step}, epoch {epoch}")
         self.recorder.truncate_after(step)
         return step
 
@@ -121,7 +121,7 @@ class Trainer:
             seed=cfg.seed, start_example=step * self.local_batch))
         meter = observe.Throughput(cfg.batch_size)
         progress = self._progress = observe.Progress(
-            total_steps, enabled=cfg.progress and self.backend.is_chief)
+            total_steps, start_step=step, enabled=cfg.progress and self.backend.is_chief)
         last_eval = None
         while step < total_steps:
             epoch = step // cfg.steps_per_epoch
@@ -135,12 +135,17 @@ class Trainer:
                 self._maybe_profile(step)
                 self._run(iterator, chunk_end - step, meter)
                 step = chunk_end
+                logging = (itstime(step, cfg.log_steps, last=epoch_end)
+                           or itstime(step, cfg.save_summary_steps))
+                checkpointing = itstime(step, cfg.checkpoint_steps) and step != epoch_end
+                if not (logging or checkpointing or step == epoch_end
+                        or step in (cfg.profile_steps or ())):
+                    continue  # not an event boundary: nothing is read from the device
                 self._check_finite()
-                if (itstime(step, cfg.log_steps, last=epoch_end)
-                        or itstime(step, cfg.save_summary_steps)):
+                if logging:
                     self._log_train(step, meter, epoch_end)
                 progress.update(step, meter)
-                if itstime(step, cfg.checkpoint_steps) and step != epoch_end:
+                if checkpointing:
                     self._save(step)
                 if self.backend.any(self._stop_signal is not None):
                     self._save(step)
@@ -171,7 +176,7 @@ class Trainer:
             meter.add(steps, None, time.perf_counter() - start)
 
     def _check_finite(self):
-        bad = int(self.train_step.nonfinite_step.numpy())
+        bad = int(observe.to_host([self.train_step.nonfinite_step])[0])
         if bad >= 0:
             raise NonFiniteLoss(f"loss or gradients became NaN or Inf at step {bad + 1}; "
                                 f"stopped without applying it (last good checkpoint kept)")
@@ -182,7 +187,7 @@ class Trainer:
         rates = meter.interval()
         record = {"split": "train", "step": step, "epoch": step / self.config.steps_per_epoch,
                   "loss": metrics["loss"], "top1": metrics["top1"], "top5": metrics["top5"],
-                  "lr": lr, **rates}
+                  "lr": lr, **rates, "peak_host_memory_mb": observe.peak_host_memory_mb()}
         self.recorder.write(record)
         if itstime(step, self.config.save_summary_steps, last=epoch_end):
             self.recorder.scalars("train", step, {k: record[k] for k in
@@ -237,8 +242,9 @@ class Trainer:
         for images, labels, mask in dataset.take(batches):
             self.eval_step(images, labels, mask)
         metrics = self.eval_step.metrics.read_and_reset(self.backend)
-        step = int(self.optimizer.iterations.numpy()) if step is None else step
-        epoch = int(self.epoch.numpy()) if epoch is None else epoch
+        if step is None:
+            step, epoch = (int(v) for v in observe.to_host([self.optimizer.iterations,
+                                                             self.epoch]))
         record = {"split": "validation", "step": step, "epoch": epoch, **metrics,
                   "seconds": round(time.perf_counter() - start, 3)}
         self.recorder.write(record)

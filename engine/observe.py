@@ -1,10 +1,25 @@
-"""What a run tells: metrics.jsonl, TensorBoard scalars, throughput, a live progress line."""
+"""What a run tells: metrics.jsonl, TensorBoard scalars, throughput, a live progress line, and
+the one place where the loop reads values back from the device."""
 import json
 import os
+import resource
 import sys
 import time
 
+import numpy as np
 import tensorflow as tf
+
+
+def to_host(values):
+    """Device values (tensors or variables) as numpy, in one call. Every read of device state
+    by the loop goes through here: a read waits for the device, so the loop makes them only at
+    event boundaries (tests count them by wrapping this function)."""
+    return [np.asarray(v.numpy() if hasattr(v, "numpy") else v) for v in values]
+
+
+def peak_host_memory_mb():
+    """Peak resident memory of this process so far (Linux reports KiB)."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
 
 
 class Recorder:
@@ -103,8 +118,8 @@ class Throughput:
 class Progress:
     """One line rewritten in place on a terminal: step, loss, images/s, ETA."""
 
-    def __init__(self, total_steps, enabled):
-        self.total, self.enabled = total_steps, enabled
+    def __init__(self, total_steps, *, start_step=0, enabled=True):
+        self.total, self.enabled, self.start_step = total_steps, enabled, start_step
         self.start = time.perf_counter()
         self.loss = None
 
@@ -112,7 +127,7 @@ class Progress:
         if not self.enabled:
             return
         elapsed = time.perf_counter() - self.start
-        rate = step / elapsed if elapsed > 0 else 0.0
+        rate = (step - self.start_step) / elapsed if elapsed > 0 else 0.0  # this process's steps
         eta = (self.total - step) / rate if rate > 0 else 0.0
         images = rate * meter.global_batch
         loss = "" if self.loss is None else f"loss {self.loss:.4f} | "

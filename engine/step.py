@@ -4,13 +4,15 @@ The train step is one tf.function: forward in the net's compute dtype, float32 l
 L2 penalty, tape.gradient, an explicit all-reduce (average) of the gradients across workers,
 the fused optimizer update, and on-device accumulation of metric sums. A step whose all-reduced
 gradients are not finite applies nothing (neither the update nor the batch-norm moving
-statistics) and records its step number, so that the loop stops with the last good weights.
+statistics) and records its step number; every later step applies nothing either, until the
+loop reads that record at its next event boundary and stops with the last good weights. So the
+host never has to wait for the device between steps.
 """
 from typing import Callable
 
 import tensorflow as tf
 
-from engine import losses
+from engine import losses, observe
 
 
 class Metrics(tf.Module):
@@ -27,7 +29,7 @@ class Metrics(tf.Module):
 
     def read_and_reset(self, backend):
         """Sums over all workers, then zeroes the local sums: {loss, top1, top5, examples}."""
-        totals = backend.sum([v.read_value() for v in self.sums])
+        totals = observe.to_host(backend.sum([v.read_value() for v in self.sums]))
         for v in self.sums:
             v.assign(0.0)
         loss, top1, top5, examples = (float(t) for t in totals)
@@ -37,7 +39,7 @@ class Metrics(tf.Module):
 
     def local_examples(self):
         """This worker's example count since the last read; reading it waits for the device."""
-        return float(self.sums[3].numpy())
+        return float(observe.to_host([self.sums[3]])[0])
 
 
 class TrainStep:
@@ -72,7 +74,10 @@ class TrainStep:
             loss = data_loss + losses.l2_penalty(self.penalized, self.weight_decay)
         grads = tape.gradient(loss, self.variables)
         grads = self.backend.average_gradients(grads)
-        finite = tf.math.is_finite(tf.linalg.global_norm(grads))
+        # Once a step was refused, refuse the rest of the window: the loop checks only at event
+        # boundaries, and the weights it stops with must be those before the first bad step.
+        finite = tf.logical_and(tf.math.is_finite(tf.linalg.global_norm(grads)),
+                                self.nonfinite_step < 0)
         step = self.optimizer.iterations
 
         def apply():

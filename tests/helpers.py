@@ -61,7 +61,8 @@ def run_train(args, timeout=300, env=None, check=True):
 def metrics(model_dir, split=None, timing=False):
     """metrics.jsonl records (without the timing fields unless timing=True)."""
     import json
-    timing_keys = {"images_per_sec", "input_wait_sec", "compute_sec", "seconds"}
+    timing_keys = {"images_per_sec", "input_wait_sec", "compute_sec", "seconds",
+                   "peak_host_memory_mb"}
     out = []
     with open(os.path.join(model_dir, "metrics.jsonl")) as f:
         for line in f:

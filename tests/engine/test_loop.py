@@ -161,31 +161,67 @@ def test_resume_in_a_new_trainer_continues_exactly(tmp_path):
     assert int(second.optimizer.iterations.numpy()) == 10
 
 
-def test_stop_request_checkpoints_the_step_reached(tmp_path):
+def test_stop_request_is_honoured_at_the_next_boundary(tmp_path):
+    """SIGTERM after step 3 with logs every 2: the workers agree at the boundary, step 4, and
+    checkpoint there."""
     previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
 
     def stop_after_three(done):
         if done == 3:
             os.kill(os.getpid(), signal.SIGTERM)
     try:
-        trainer = make_trainer(tmp_path, on_call=stop_after_three, validation_steps=0)
+        trainer = make_trainer(tmp_path, on_call=stop_after_three, validation_steps=0,
+                               log_steps=2)
         with pytest.raises(StopRequested) as stopped:
             trainer.train()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    assert stopped.value.args[0] == 3
-    assert checkpoint_steps(tmp_path) == [3]
+    assert stopped.value.args[0] == 4
+    assert checkpoint_steps(tmp_path) == [4]
 
 
-def test_nonfinite_step_is_named_and_not_applied(tmp_path):
-    """NaN images from step 3 (0-based 2): the run stops naming step 3, with the weights of an
-    uninterrupted 2-step run."""
-    reference = make_trainer(tmp_path / "two", validation_steps=0, epochs=1, steps_per_epoch=2)
+def test_nonfinite_step_is_named_at_the_boundary_and_nothing_after_it_applied(tmp_path):
+    """NaN images from step 7 on, logs every 10: the run stops at the boundary (step 10) naming
+    step 7, with the weights and BN statistics of an uninterrupted 6-step run: neither step 7
+    nor steps 8-10 were applied."""
+    reference = make_trainer(tmp_path / "six", validation_steps=0, epochs=1, steps_per_epoch=6)
     reference.train()
-    trainer = make_trainer(tmp_path / "nan", data=Batches(nan_from_step=2), validation_steps=0)
-    with pytest.raises(NonFiniteLoss, match="at step 3;"):
+    trainer = make_trainer(tmp_path / "nan", data=Batches(nan_from_step=6), validation_steps=0,
+                           epochs=1, steps_per_epoch=20, log_steps=10)
+    with pytest.raises(NonFiniteLoss, match="at step 7;"):
         trainer.train()
+    assert sum(trainer.train_step.calls) == 10  # it ran on to the boundary
+    assert int(trainer.optimizer.iterations.numpy()) == 6
     for a, b in zip(reference.net.variables, trainer.net.variables):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-7, err_msg=a.name)
     assert not os.path.exists(tmp_path / "nan" / "checkpoints" / "checkpoint")
+
+
+def test_device_is_read_only_at_event_boundaries(tmp_path, monkeypatch):
+    """100 steps, logs every 50, one epoch. Between two steps that are not at a boundary the
+    host reads nothing back from the device (the old loop read the finite flag after every
+    step); at the boundary, at most 2 reads through the loop's read point (the finite flag, the
+    metric sums); the workers' stop agreement runs at the 2 boundaries only."""
+    from engine import observe
+    reads, agreements, conversions, after_step = [], [], [], []
+    real_to_host = observe.to_host
+    monkeypatch.setattr(observe, "to_host", lambda values: reads.append(len(values)) or
+                        real_to_host(values))
+    trainer = make_trainer(tmp_path, validation_steps=0, epochs=1, steps_per_epoch=100,
+                           log_steps=50, on_call=lambda done: after_step.append(len(conversions)))
+    real_any = trainer.backend.any
+    trainer.backend.any = lambda flag: agreements.append(flag) or real_any(flag)
+    # Independently of our read point: every eager tensor's conversion to a host value (numpy(),
+    # float(), np.asarray) goes through this one method of TensorFlow's.
+    eager_tensor = type(tf.constant(0.0))
+    real_numpy = getattr(eager_tensor, "_numpy")
+    monkeypatch.setattr(eager_tensor, "_numpy",
+                        lambda tensor: conversions.append(1) or real_numpy(tensor))
+    trainer.train()
+    assert len(after_step) == 100
+    between = {k + 1: after_step[k + 1] - after_step[k] for k in range(99)}
+    assert {step for step, count in between.items() if count} == {50}, between
+    assert len(reads) <= 2 * 2 + 1, reads
+    assert len(agreements) == 2
+    assert [r["step"] for r in records(tmp_path, "train")] == [50, 100]
