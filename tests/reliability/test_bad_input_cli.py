@@ -51,6 +51,20 @@ def test_corrupt_jpeg_is_named_with_file_and_record(data_copy, tmp_path):
     assert line.startswith(f"train: bad input: {shard} record 3: "), line
 
 
+def test_evaluate_checkpoint_names_a_corrupt_validation_record(data_copy, tmp_path):
+    """--evaluate_checkpoint_path reads only validation data: its input errors are located
+    the same way as training's (a train record broken too must not be named instead)."""
+    helpers.run_train(run_args(data_copy, tmp_path, "--validation_steps=0"))
+    checkpoint = tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints"))
+    train_shard = data_copy / "train" / "train-00000-of-00002"
+    rewrite_record(train_shard, 0, record_files.example(b"\xff\xd8\xff\xe0garbage", 2))
+    shard = data_copy / "validation" / "validation-00000-of-00001"
+    rewrite_record(shard, 2, record_files.example(b"\xff\xd8\xff\xe0garbage", 2))
+    line = refused([*run_args(data_copy, tmp_path / "eval"),
+                    f"--evaluate_checkpoint_path={checkpoint}"])
+    assert line.startswith(f"train: bad input: {shard} record 2: "), line
+
+
 def test_corrupt_jpeg_skipped_when_asked(data_copy, tmp_path):
     shard = data_copy / "train" / "train-00001-of-00002"
     rewrite_record(shard, 3, record_files.example(b"\xff\xd8\xff\xe0garbage", 2))
