@@ -9,6 +9,7 @@ import os
 
 import tensorflow as tf
 
+from engine.ema import WeightEma
 from engine.errors import CheckpointError, HeadMismatch, ModelDirLocked
 
 
@@ -40,9 +41,11 @@ class ModelDirLock:
 
 
 class Checkpoints:
-    def __init__(self, directory: str, *, keep: int, net, optimizer, epoch: tf.Variable,
-                 is_chief: bool, log=print):
-        self.checkpoint = tf.train.Checkpoint(net=net, optimizer=optimizer, epoch=epoch)
+    """The run's checkpoints in `directory`, each holding `objects` (name: trackable): the
+    net, the optimizer, counters, the weight average."""
+
+    def __init__(self, directory: str, *, keep: int, is_chief: bool, log=print, **objects):
+        self.checkpoint = tf.train.Checkpoint(**objects)
         self.directory, self.is_chief, self.log = directory, is_chief, log
         # Every rank builds a manager (to find checkpoints); only rank 0 ever saves.
         self.manager = tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=keep)
@@ -97,6 +100,24 @@ class Checkpoints:
                                   f"({len(failures)} found, none loads); refusing to start over "
                                   f"(pass --allow_fresh_start to do so)")
         return None
+
+
+def restore_averaged_net(net, path: str):
+    """Restores into the net the weight average (engine.ema) that a checkpoint of ours holds:
+    its weights become the averaged weights and BN statistics. CheckpointError if the file has
+    no average of this net."""
+    average = WeightEma(net, decay=0.5)  # the decay is not used: the values come from the file
+    status = None
+    try:
+        status = tf.train.Checkpoint(ema=average).restore(path)
+        status.expect_partial()
+        status.assert_existing_objects_matched()
+    except Exception as e:  # noqa: BLE001 - a truncated file raises IndexError, others OpError
+        raise CheckpointError(f"checkpoint {path} holds no weight average of {net.name} (was "
+                              f"the run trained with one?): "
+                              f"{_first_line(getattr(e, 'message', None) or e)[:200]}") from None
+    average.copy_to_net()
+    return path
 
 
 def restore_net(net, path: str, *, skip_head: bool = False):

@@ -49,17 +49,24 @@ class Trainer:
     evaluates a checkpoint."""
 
     def __init__(self, *, net, optimizer, data, backend, train_step: TrainStep,
-                 config: TrainConfig, log=print):
+                 config: TrainConfig, watchdog=None, log=print):
         self.net, self.optimizer, self.data, self.backend = net, optimizer, data, backend
         self.train_step, self.config = train_step, config
+        self.ema = train_step.ema
+        self.watchdog = watchdog or _NoWatchdog()
         self._progress = None
         self._print = log if backend.is_chief else (lambda *a, **k: None)
         self.local_batch = config.batch_size // backend.size
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        # Training time summed over the run's segments (a resumed run goes on counting).
+        self.elapsed = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="elapsed")
+        self._segment_start, self._elapsed_before = time.perf_counter(), 0.0
         self.eval_step = EvalStep(net)
+        extra = {"ema": self.ema} if self.ema is not None else {}
         self.checkpoints = checkpoints.Checkpoints(
-            f"{config.model_dir}/checkpoints", keep=config.keep_checkpoints, net=net,
-            optimizer=optimizer, epoch=self.epoch, is_chief=backend.is_chief, log=self.log)
+            f"{config.model_dir}/checkpoints", keep=config.keep_checkpoints,
+            is_chief=backend.is_chief, log=self.log, net=net, optimizer=optimizer,
+            epoch=self.epoch, elapsed=self.elapsed, **extra)
         self.recorder = observe.Recorder(config.model_dir, backend.is_chief)
         self._stop_signal = None
 
@@ -71,6 +78,7 @@ class Trainer:
     # -- start -----------------------------------------------------------------------------
     def _start(self):
         """Builds slots, restores (latest in model_dir, else --resume_from), broadcasts."""
+        self.watchdog.expect("restoring and broadcasting the starting state", 0, long=True)
         self.optimizer.build(self.train_step.variables)
         restored = self.checkpoints.restore_latest(self.config.allow_fresh_start)
         if restored is None and self.config.resume_from_checkpoint_path:
@@ -81,9 +89,15 @@ class Trainer:
                     self.config.resume_from_epoch * self.config.steps_per_epoch)
         # Rank 0's weights, statistics, slots and counters everywhere (one broadcast, before
         # step 1, after the slots exist).
+        averages = list(self.ema.averages) if self.ema is not None else []
         self.backend.broadcast_variables(self.net.variables + self.optimizer.variables
-                                         + (self.epoch,))
-        step, epoch = (int(v) for v in observe.to_host([self.optimizer.iterations, self.epoch]))
+                                         + (self.epoch, self.elapsed) + tuple(averages))
+        if self.ema is not None and not restored:
+            self.ema.reset()  # from the broadcast weights
+        step, epoch, elapsed = observe.to_host([self.optimizer.iterations, self.epoch,
+                                                self.elapsed])
+        step, epoch = int(step), int(epoch)
+        self._segment_start, self._elapsed_before = time.perf_counter(), float(elapsed)
         if restored:
             self.log(f"resumed from {restored} at step {step}, epoch {epoch}")
         self.recorder.truncate_after(step)
@@ -133,7 +147,7 @@ class Trainer:
                     every=(cfg.log_steps, cfg.checkpoint_steps, cfg.save_summary_steps),
                     at=cfg.profile_steps or ())
                 self._maybe_profile(step)
-                self._run(iterator, chunk_end - step, meter)
+                self._run(iterator, step, chunk_end - step, meter)
                 step = chunk_end
                 logging = (itstime(step, cfg.log_steps, last=epoch_end)
                            or itstime(step, cfg.save_summary_steps))
@@ -141,6 +155,8 @@ class Trainer:
                 if not (logging or checkpointing or step == epoch_end
                         or step in (cfg.profile_steps or ())):
                     continue  # not an event boundary: nothing is read from the device
+                self.watchdog.expect(f"the other workers and the device at the step-{step} "
+                                     f"boundary", step)
                 self._check_finite()
                 if logging:
                     self._log_train(step, meter, epoch_end)
@@ -163,15 +179,22 @@ class Trainer:
             summary.update({f"validation_{k}": v for k, v in last_eval.items()})
         return summary
 
-    def _run(self, iterator, steps, meter):
+    def _run(self, iterator, step, steps, meter):
+        """Dispatches steps step+1..step+steps; the first call of a kind traces (longer)."""
+        first = not meter.steps_seen
         if steps == 1:
             wait_start = time.perf_counter()
+            self.watchdog.expect("the input pipeline", step, long=first)
             images, labels = next(iterator)
             waited = time.perf_counter() - wait_start
+            self.watchdog.expect("the train step (the device or the gradient all-reduce)", step,
+                                 long=first)
             self.train_step(images, labels)
             meter.add(1, waited, time.perf_counter() - wait_start - waited)
         else:
             start = time.perf_counter()
+            self.watchdog.expect(f"{steps} train steps in one call (input, device or "
+                                 f"all-reduce)", step, long=first or steps > 1)
             self.train_step.loop(iterator, tf.constant(steps))
             meter.add(steps, None, time.perf_counter() - start)
 
@@ -188,6 +211,9 @@ class Trainer:
         record = {"split": "train", "step": step, "epoch": step / self.config.steps_per_epoch,
                   "loss": metrics["loss"], "top1": metrics["top1"], "top5": metrics["top5"],
                   "lr": lr, **rates, "peak_host_memory_mb": observe.peak_host_memory_mb()}
+        device_memory = observe.peak_device_memory_mb()
+        if device_memory is not None:
+            record["peak_device_memory_mb"] = device_memory
         self.recorder.write(record)
         if itstime(step, self.config.save_summary_steps, last=epoch_end):
             self.recorder.scalars("train", step, {k: record[k] for k in
@@ -198,7 +224,12 @@ class Trainer:
         else:
             self.log(observe.format_train(record))
 
+    def elapsed_seconds(self):
+        return self._elapsed_before + time.perf_counter() - self._segment_start
+
     def _save(self, step):
+        self.watchdog.expect("writing a checkpoint", step, long=True)
+        self.elapsed.assign(self.elapsed_seconds())
         path = self.checkpoints.save(step)
         if path:
             self.log(f"checkpoint: {path}")
@@ -208,6 +239,8 @@ class Trainer:
         evaluation and checkpoints use one model."""
         if self.backend.size > 1:
             stats = self.net.moving_statistics()
+            if self.ema is not None:
+                stats = stats + self.ema.statistics_averages()
             for v, mean in zip(stats, self.backend.average([v.read_value() for v in stats])):
                 v.assign(mean)
 
@@ -231,24 +264,36 @@ class Trainer:
 
     # -- evaluate --------------------------------------------------------------------------
     def evaluate(self, step=None, epoch=None):
-        """One exact pass over the validation split (or validation_steps batches per worker);
-        metrics summed over workers: {loss, top1, top5, examples}."""
+        """One exact pass over the validation split (or validation_steps batches per worker)
+        with the net's weights and, with a weight average, one more with the average; metrics
+        summed over workers. Returns {loss, top1, top5, examples} of the net's weights, and
+        the average's under ema_ keys."""
+        if step is None:
+            step, epoch = (int(v) for v in observe.to_host([self.optimizer.iterations,
+                                                             self.epoch]))
+        metrics = self._evaluate_pass("validation", step, epoch)
+        if self.ema is not None:
+            with self.ema.swapped_in():
+                averaged = self._evaluate_pass("validation_ema", step, epoch)
+            metrics.update({f"ema_{k}": v for k, v in averaged.items()})
+        return metrics
+
+    def _evaluate_pass(self, split, step, epoch):
         batches = self.data.eval_batches(self.local_batch, self.backend.size)
         if self.config.validation_steps:
             batches = min(batches, self.config.validation_steps)
         dataset = self.data.eval_dataset(self.local_batch, shard_index=self.backend.rank,
                                          num_shards=self.backend.size)
         start = time.perf_counter()
-        for images, labels, mask in dataset.take(batches):
+        for i, (images, labels, mask) in enumerate(dataset.take(batches)):
+            self.watchdog.expect(f"evaluation batch {i + 1}", step, long=True)
             self.eval_step(images, labels, mask)
         metrics = self.eval_step.metrics.read_and_reset(self.backend)
-        if step is None:
-            step, epoch = (int(v) for v in observe.to_host([self.optimizer.iterations,
-                                                             self.epoch]))
-        record = {"split": "validation", "step": step, "epoch": epoch, **metrics,
-                  "seconds": round(time.perf_counter() - start, 3)}
+        record = {"split": split, "step": step, "epoch": epoch, **metrics,
+                  "seconds": round(time.perf_counter() - start, 3),
+                  "elapsed_sec": round(self.elapsed_seconds(), 3)}
         self.recorder.write(record)
-        self.recorder.scalars("validation", step, {k: metrics[k] for k in ("loss", "top1", "top5")})
+        self.recorder.scalars(split, step, {k: metrics[k] for k in ("loss", "top1", "top5")})
         self.log(observe.format_eval(record))
         return metrics
 
@@ -256,3 +301,8 @@ class Trainer:
         self.optimizer.build(self.train_step.variables)
         self.checkpoints.restore(path, expect_partial=True)
         return self.evaluate()
+
+
+class _NoWatchdog:
+    def expect(self, what, step, *, long=False):
+        pass

@@ -17,6 +17,19 @@ def to_host(values):
     return [np.asarray(v.numpy() if hasattr(v, "numpy") else v) for v in values]
 
 
+def peak_device_memory_mb():
+    """Peak memory of the first accelerator where TensorFlow reports it (GPU, HPU), else None."""
+    for kind in ("GPU", "HPU"):
+        devices = tf.config.list_logical_devices(kind)
+        if devices:
+            try:
+                peak = tf.config.experimental.get_memory_info(devices[0].name)["peak"]
+            except (ValueError, KeyError, tf.errors.OpError):
+                return None
+            return round(peak / 2**20, 1)
+    return None
+
+
 def peak_host_memory_mb():
     """Peak resident memory of this process so far (Linux reports KiB)."""
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
@@ -88,8 +101,10 @@ class Throughput:
         self._start = time.perf_counter()
         self._intervals = 0
         self._timed_steps = self._timed_seconds = 0.0
+        self.steps_seen = 0
 
     def add(self, steps, waited, computed):
+        self.steps_seen += steps
         self._steps += steps
         self._wait = None if waited is None or self._wait is None else self._wait + waited
         self._compute += computed
@@ -154,6 +169,7 @@ def format_train(record):
 
 
 def format_eval(record):
-    return (f"validation at step {record['step']} (epoch {record['epoch']}): "
+    weights = " (EMA weights)" if record["split"].endswith("_ema") else ""
+    return (f"validation{weights} at step {record['step']} (epoch {record['epoch']}): "
             f"loss {record['loss']:.4f} top1 {record['top1']:.4f} top5 {record['top5']:.4f} "
             f"over {record['examples']} examples")

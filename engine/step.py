@@ -43,19 +43,28 @@ class Metrics(tf.Module):
 
 
 class TrainStep:
-    """`step(images, labels)` runs one training step; `step.loop(iterator, steps)` runs `steps`
-    of them inside one tf.function. Neither returns anything: metric sums accumulate in
-    `self.metrics`, and the first step whose gradients were not finite is kept in
-    `self.nonfinite_step` (-1 while there is none)."""
+    """`step(images, labels)` runs one optimizer step; `step.loop(iterator, steps)` runs `steps`
+    of them inside one tf.function (each one XLA-compiled with jit_compile, as `step` is).
+    Neither returns anything: metric sums accumulate in `self.metrics`, and the first step whose
+    gradients were not finite is kept in `self.nonfinite_step` (-1 while there is none).
+
+    With grad_accum_steps=N, the batch (this worker's share of the global batch) is cut into N
+    micro-batches: their float32 gradients are summed locally and all-reduced once; batch norm
+    normalizes each micro-batch with its own statistics and its moving averages move once per
+    micro-batch, as they would in N smaller steps. With `ema`, the average is updated after
+    every applied step."""
 
     def __init__(self, *, net, optimizer, backend, lr_fn: Callable, weight_decay: float = 0.0,
                  weight_decay_mode: str = "all", label_smoothing: float = 0.0,
-                 jit_compile: bool = False):
+                 grad_accum_steps: int = 1, ema=None, jit_compile: bool = False):
+        if grad_accum_steps < 1:
+            raise ValueError(f"grad_accum_steps must be at least 1, not {grad_accum_steps}")
         self.net, self.optimizer, self.backend, self.lr_fn = net, optimizer, backend, lr_fn
         self.variables = net.trainable_variables_in_order()
         self.penalized = ([] if weight_decay_mode == "decoupled"
                           else losses.regularized_variables(net, weight_decay_mode))
         self.weight_decay, self.label_smoothing = weight_decay, label_smoothing
+        self.grad_accum_steps, self.ema = grad_accum_steps, ema
         self.metrics = Metrics("train_metrics")
         self.nonfinite_step = tf.Variable(-1, dtype=tf.int64, trainable=False,
                                           name="nonfinite_step")
@@ -65,14 +74,55 @@ class TrainStep:
     def __call__(self, images, labels):
         self._one(images, labels)
 
-    def _step(self, images, labels):
+    def _gradients(self, images, labels, scale):
+        """Gradients of scale * (mean data loss + L2 penalty), the batch statistics, and the
+        metric sums [loss, top-1, top-5, examples] of one (micro-)batch."""
         with tf.GradientTape() as tape:
             logits, batch_statistics = self.net.forward(images, training=True)
             per_example = losses.cross_entropy(logits, labels, self.net.num_classes,
                                                self.label_smoothing)
             data_loss = tf.reduce_mean(per_example)
             loss = data_loss + losses.l2_penalty(self.penalized, self.weight_decay)
+            if scale != 1:
+                loss = loss * scale
         grads = tape.gradient(loss, self.variables)
+        batch = tf.cast(tf.shape(labels)[0], tf.float32)
+        sums = [data_loss * batch, tf.reduce_sum(losses.top_k_correct(logits, labels, 1)),
+                tf.reduce_sum(losses.top_k_correct(logits, labels, 5)), batch]
+        return grads, batch_statistics, sums
+
+    def _accumulated(self, images, labels):
+        """The summed gradients of N micro-batches, the BN moving statistics they lead to (not
+        assigned), and the metric sums; one micro-batch in memory at a time."""
+        n = self.grad_accum_steps
+        if images.shape[0] % n:
+            raise ValueError(f"a batch of {images.shape[0]} does not split into {n} "
+                             f"micro-batches")
+        images = tf.reshape(images, [n, images.shape[0] // n, *images.shape[1:]])
+        labels = tf.reshape(labels, [n, -1])
+        norms = self.net.batch_norms()
+        place = {id(bn): i for i, bn in enumerate(norms)}
+
+        def body(i, grads, moving, sums):
+            g, batch_statistics, s = self._gradients(images[i], labels[i], 1.0 / n)
+            moving = list(moving)
+            for bn, mean, variance in batch_statistics:
+                j = place[id(bn)]
+                moving[j] = bn.moved_stats(*moving[j], mean, variance)
+            return (i + 1, [a + b for a, b in zip(grads, g)], moving,
+                    [a + b for a, b in zip(sums, s)])
+
+        start = (tf.constant(0), [tf.zeros_like(v) for v in self.variables],
+                 [(bn.moving_mean.read_value(), bn.moving_variance.read_value())
+                  for bn in norms], [tf.constant(0.0)] * 4)
+        _, grads, moving, sums = tf.while_loop(lambda i, *_: i < n, body, start)
+        return grads, list(zip(norms, moving)), sums
+
+    def _step(self, images, labels):
+        if self.grad_accum_steps == 1:
+            grads, batch_statistics, sums = self._gradients(images, labels, 1.0)
+        else:
+            grads, moved, sums = self._accumulated(images, labels)
         grads = self.backend.average_gradients(grads)
         # Once a step was refused, refuse the rest of the window: the loop checks only at event
         # boundaries, and the weights it stops with must be those before the first bad step.
@@ -81,8 +131,16 @@ class TrainStep:
         step = self.optimizer.iterations
 
         def apply():
-            self.optimizer.apply(grads, self.lr_fn(step))
-            self.net.update_moving_statistics(batch_statistics)
+            updates_before = step.read_value()
+            self.optimizer.apply(grads, self.lr_fn(updates_before))
+            if self.grad_accum_steps == 1:
+                self.net.update_moving_statistics(batch_statistics)
+            else:
+                for bn, (mean, variance) in moved:
+                    bn.moving_mean.assign(mean)
+                    bn.moving_variance.assign(variance)
+            if self.ema is not None:
+                self.ema.update(updates_before)
             return tf.constant(True)
 
         def refuse():
@@ -91,16 +149,13 @@ class TrainStep:
             return tf.constant(False)
 
         tf.cond(finite, apply, refuse)
-        batch = tf.cast(tf.shape(labels)[0], tf.float32)
-        self.metrics.add(data_loss * batch,
-                         tf.reduce_sum(losses.top_k_correct(logits, labels, 1)),
-                         tf.reduce_sum(losses.top_k_correct(logits, labels, 5)), batch)
+        self.metrics.add(*sums)
 
     def _loop(self, iterator, steps):
         """`steps` train steps inside one tf.function (cuts host overhead on fast devices)."""
         for _ in tf.range(steps):
             images, labels = next(iterator)
-            self._step(images, labels)
+            self._one(images, labels)
 
 
 class EvalStep:

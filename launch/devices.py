@@ -31,6 +31,17 @@ def pin_gpu(local_rank):
     return gpu.name
 
 
+def horovod_stall_defaults(stall_timeout):
+    """Horovod's own stall check warns, and its shutdown ends the job, when workers disagree on
+    the tensors to reduce for this long. Unless the user set them, they match --stall_timeout:
+    warnings from half of it (at most a minute), shutdown a little after it, so that the
+    engine's watchdog, which names the step, speaks first."""
+    if stall_timeout:
+        os.environ.setdefault("HOROVOD_STALL_CHECK_TIME_SECONDS",
+                              str(max(1, min(60, stall_timeout // 2))))
+        os.environ.setdefault("HOROVOD_STALL_SHUTDOWN_TIME_SECONDS", str(stall_timeout + 30))
+
+
 def horovod_timeline(path):
     """Horovod reads HOROVOD_TIMELINE at init: set it before the backend starts."""
     if path:

@@ -1,6 +1,7 @@
 """Export a trained run as a SavedModel with serving signatures:
 
     python -m launch.export --model_dir=RUN --export_dir=OUT [--checkpoint=RUN/checkpoints/ckpt-N]
+        [--ema]   (the weight average of a run trained with --ema_decay)
 
 serving_default(encoded: string [N]) -> probabilities [N, C], top5_classes, top5_probabilities:
     JPEG/PNG bytes, preprocessed as the run evaluated (shorter side resize, central crop).
@@ -16,6 +17,8 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "The training run (holds flags.txt and checkpoints/).")
 flags.DEFINE_string("checkpoint", None, "A checkpoint of the run (default: its latest).")
 flags.DEFINE_string("export_dir", None, "Where to write the SavedModel.")
+flags.DEFINE_boolean("ema", False, "Export the weight average (a run trained with "
+                     "--ema_decay) instead of the weights.")
 flags.mark_flags_as_required(["model_dir", "export_dir"])
 
 
@@ -55,14 +58,16 @@ def main(argv):
 
     from launch import run_dir
     try:
-        net, run_flags, _, path = run_dir.load(FLAGS.model_dir, FLAGS.checkpoint)
+        net, run_flags, _, path = run_dir.load(FLAGS.model_dir, FLAGS.checkpoint, ema=FLAGS.ema)
     except ONE_LINE_ERRORS as e:
         return report("export", e)
     module = build_module(net, run_flags.image_size, run_flags.preprocessing)
     tf.saved_model.save(module, FLAGS.export_dir,
                         signatures={"serving_default": module.serve,
                                     "predict_images": module.predict_images})
-    print(f"export: {path} -> {FLAGS.export_dir} (signatures serving_default, predict_images)")
+    weights = "weight average of " if FLAGS.ema else ""
+    print(f"export: {weights}{path} -> {FLAGS.export_dir} (signatures serving_default, "
+          f"predict_images)")
     return 0
 
 

@@ -30,16 +30,19 @@ def read_flags(path: str) -> flags.FlagValues:
     return values
 
 
-def load(model_dir, checkpoint=None):
+def load(model_dir, checkpoint=None, *, ema=False):
     """(net restored from `checkpoint` or the run's latest, run flags, class names or None,
-    checkpoint path)."""
+    checkpoint path). With `ema`, the net holds the run's weight average instead."""
     run_flags = read_flags(os.path.join(model_dir, "flags.txt"))
     net = nets.build(run_flags.model, **train_flags.net_options(run_flags))
     path = checkpoint or tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
     if not path:
         raise RunDirError(f"{model_dir}/checkpoints holds no checkpoint")
     try:
-        checkpoints.restore_net(net, path)
+        if ema:
+            checkpoints.restore_averaged_net(net, path)
+        else:
+            checkpoints.restore_net(net, path)
     except checkpoints.CheckpointError as e:
         raise RunDirError(str(e)) from None
     return net, run_flags, class_names(run_flags), path

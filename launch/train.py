@@ -59,15 +59,16 @@ def main(argv):
     logging.set_verbosity(logging.ERROR)  # TF's Python INFO/WARNING lines drown ours
     from launch import devices
     devices.horovod_timeline(FLAGS.horovod_timeline)
+    devices.horovod_stall_defaults(FLAGS.stall_timeout)
 
     import tensorflow as tf
 
     import engine
     import input as inputs
     import nets
-    from engine import distributed, optimizers, schedules
+    from engine import distributed, ema, optimizers, schedules, watchdog
 
-    lock, log = None, print
+    lock, log, guard = None, print, None
     try:
         if FLAGS.run_on_hpu:
             devices.load_habana()
@@ -101,11 +102,18 @@ def main(argv):
         lr_fn = schedules.build(FLAGS.lr_schedule, initial_lr=FLAGS.initial_lr,
                                 steps_per_epoch=FLAGS.steps_per_epoch,
                                 warmup_epochs=FLAGS.warmup_epochs, total_epochs=FLAGS.epochs)
+        average = ema.WeightEma(net, FLAGS.ema_decay) if FLAGS.ema_decay else None
         step = engine.TrainStep(net=net, optimizer=optimizer, backend=backend, lr_fn=lr_fn,
                                 weight_decay=FLAGS.weight_decay,
                                 weight_decay_mode=FLAGS.weight_decay_mode,
                                 label_smoothing=FLAGS.label_smoothing,
+                                grad_accum_steps=FLAGS.grad_accum_steps, ema=average,
                                 jit_compile=FLAGS.jit_compile)
+        if FLAGS.stall_timeout:
+            guard = watchdog.Watchdog(timeout=FLAGS.stall_timeout,
+                                      long_timeout=max(FLAGS.stall_timeout_long,
+                                                       FLAGS.stall_timeout),
+                                      rank=backend.rank)
         progress = FLAGS.progress if FLAGS.progress is not None else sys.stdout.isatty()
         config = engine.TrainConfig(
             model_dir=FLAGS.model_dir, batch_size=FLAGS.batch_size, epochs=FLAGS.epochs,
@@ -118,7 +126,7 @@ def main(argv):
                                else None),
             allow_fresh_start=FLAGS.allow_fresh_start, progress=progress)
         trainer = engine.Trainer(net=net, optimizer=optimizer, data=data, backend=backend,
-                                 train_step=step, config=config, log=log)
+                                 train_step=step, config=config, watchdog=guard, log=log)
         log(f"{FLAGS.model} ({nets.parameter_count(net):,} parameters), {FLAGS.dtype}, "
             f"{backend.name}, global batch {FLAGS.batch_size}, {FLAGS.steps_per_epoch} "
             f"steps/epoch, {FLAGS.epochs} epochs, seed {seed}")
@@ -142,6 +150,8 @@ def main(argv):
     except ONE_LINE_ERRORS as e:
         return report("train", e)
     finally:
+        if guard:
+            guard.stop()
         if lock:
             lock.release()
 

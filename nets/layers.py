@@ -113,9 +113,17 @@ class BatchNorm(Layer):
         return y
 
     def update_moving_stats(self, batch_mean, batch_variance):
+        mean, variance = self.moved_stats(self.moving_mean, self.moving_variance, batch_mean,
+                                          batch_variance)
+        self.moving_mean.assign(mean)
+        self.moving_variance.assign(variance)
+
+    def moved_stats(self, moving_mean, moving_variance, batch_mean, batch_variance):
+        """(mean, variance) one update on from the given moving values, assigning nothing (a
+        train step that accumulates micro-batches carries them and assigns at the end)."""
         decay = 1.0 - self.momentum
-        self.moving_mean.assign_sub((self.moving_mean - batch_mean) * decay)
-        self.moving_variance.assign_sub((self.moving_variance - batch_variance) * decay)
+        return (moving_mean - (moving_mean - batch_mean) * decay,
+                moving_variance - (moving_variance - batch_variance) * decay)
 
 
 class Dense(Layer):

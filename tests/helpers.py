@@ -62,7 +62,7 @@ def metrics(model_dir, split=None, timing=False):
     """metrics.jsonl records (without the timing fields unless timing=True)."""
     import json
     timing_keys = {"images_per_sec", "input_wait_sec", "compute_sec", "seconds",
-                   "peak_host_memory_mb"}
+                   "peak_host_memory_mb", "peak_device_memory_mb", "elapsed_sec"}
     out = []
     with open(os.path.join(model_dir, "metrics.jsonl")) as f:
         for line in f:
@@ -76,8 +76,9 @@ def metrics(model_dir, split=None, timing=False):
 
 
 def checkpoint_values(path):
-    """{variable key: array} of a checkpoint, read with TF's checkpoint reader."""
+    """{variable key: array} of a checkpoint, read with TF's checkpoint reader (without the
+    training time it records, which no two runs share)."""
     import tensorflow as tf
     reader = tf.train.load_checkpoint(path)
     return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
-            if not k.startswith("_CHECKPOINTABLE") and "save_counter" not in k}
+            if not k.startswith(("_CHECKPOINTABLE", "elapsed/")) and "save_counter" not in k}

@@ -85,7 +85,7 @@ def _register_validators(fv):
         flags.register_validator(name, predicate, message=message, flag_values=fv)
 
     for name in ("batch_size", "epochs", "image_size", "log_steps", "keep_checkpoints",
-                 "steps_per_loop", "shuffle_buffer"):
+                 "steps_per_loop", "shuffle_buffer", "grad_accum_steps", "stall_timeout_long"):
         positive(name)
     for name in ("steps_per_epoch", "checkpoint_steps", "save_summary_steps", "num_classes"):
         positive_or_none(name)
@@ -96,6 +96,8 @@ def _register_validators(fv):
     check("dataset_num_parallel_calls", lambda v: v == -1 or v > 0,
           "--dataset_num_parallel_calls must be -1 (AUTOTUNE) or positive")
     check("initial_lr", lambda v: v > 0, "--initial_lr must be positive")
+    check("ema_decay", lambda v: v is None or 0 < v < 1, "--ema_decay must be in (0, 1)")
+    check("stall_timeout", lambda v: v >= 0, "--stall_timeout must be 0 (off) or positive")
     check("weight_decay", lambda v: v >= 0, "--weight_decay must not be negative")
     check("label_smoothing", lambda v: 0 <= v < 1, "--label_smoothing must be in [0, 1)")
     check("dropout_rate", lambda v: 0 <= v < 1, "--dropout_rate must be in [0, 1)")
@@ -114,6 +116,10 @@ def _register_validators(fv):
     multi(["batch_size"],
           lambda v: v["batch_size"] % distributed.launcher_world_size() == 0,
           "--batch_size must be divisible by the number of workers")
+    multi(["batch_size", "grad_accum_steps"],
+          lambda v: v["batch_size"] % (distributed.launcher_world_size()
+                                       * v["grad_accum_steps"]) == 0,
+          "--batch_size must be divisible by workers x --grad_accum_steps")
     multi(["resume_from_epoch", "resume_from_checkpoint_path"],
           lambda v: not v["resume_from_epoch"] or v["resume_from_checkpoint_path"] is not None,
           "--resume_from_epoch needs --resume_from_checkpoint_path")

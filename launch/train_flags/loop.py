@@ -18,5 +18,11 @@ def define(fv: flags.FlagValues):
                         "TF profiler (TensorBoard's Profile tab).", flag_values=fv)
     flags.DEFINE_string("horovod_timeline", None, "Write the Horovod timeline to this file.",
                         flag_values=fv)
+    flags.DEFINE_integer("stall_timeout", 600, "Seconds a worker may go without progress (a "
+                         "step dispatched, a boundary passed) before it exits with one line, so "
+                         "that a hung worker ends the job instead of freezing it; 0: off.",
+                         flag_values=fv)
+    flags.DEFINE_integer("stall_timeout_long", 3600, "The same for the first step (tracing), "
+                         "each evaluation batch and checkpoint writes.", flag_values=fv)
     flags.DEFINE_boolean("progress", None, "A live progress line (default: when stdout is a "
                          "terminal or under make demo).", flag_values=fv)

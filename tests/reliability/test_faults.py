@@ -205,3 +205,63 @@ def test_nan_loss_stops_at_the_step_and_keeps_the_last_good_checkpoint(small_dat
         np.testing.assert_array_equal(after[key], value)
         if value.dtype.kind == "f":
             assert np.isfinite(value).all()
+
+
+def trainer_pids(model_dir, launcher_pid):
+    found = subprocess.run(["pgrep", "-f", "--", f"--model_dir={model_dir}"],
+                           capture_output=True, text=True).stdout.split()
+    out = []
+    for pid in map(int, found):
+        try:
+            cmdline = open(f"/proc/{pid}/cmdline").read()
+            environ = open(f"/proc/{pid}/environ").read()
+        except OSError:
+            continue
+        if pid != launcher_pid and "launch.train" in cmdline and "horovodrun" not in cmdline:
+            rank = [v for v in environ.split("\0") if v.startswith("HOROVOD_RANK=")]
+            if rank:
+                out.append((int(rank[0].split("=")[1]), pid))
+    return dict(out)
+
+
+@pytest.mark.slow
+@pytest.mark.smoke
+def test_a_stopped_horovod_worker_ends_the_job_then_rerun_resumes(small_data, tmp_path):
+    """kill -STOP of rank 1 (a hung worker): rank 0's watchdog ends it within --stall_timeout +
+    60 s with one line, the launcher ends, the last checkpoint still loads, and the same
+    command resumes from it."""
+    run = args(small_data, tmp_path, "--epochs=60", "--steps_per_epoch=4",
+               "--validation_steps=0", "--stall_timeout=10", "--stall_timeout_long=120")
+    command = [HOROVODRUN, "-np", "2", "-H", "localhost:2", "--gloo",
+               *helpers.train_command(*run)]
+    proc = start(command)
+    wait_for(lambda: len(checkpoints(tmp_path)) >= 1)
+    ranks = trainer_pids(tmp_path, proc.pid)
+    assert sorted(ranks) == [0, 1], ranks
+    stopped = time.time()
+    os.kill(ranks[1], signal.SIGSTOP)
+    try:
+        out, err = proc.communicate(timeout=10 + 60 + 30)
+        ended = time.time() - stopped
+    finally:
+        for pid in ranks.values():
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+    assert proc.returncode != 0
+    assert ended < 10 + 60, ended
+    assert "train: rank 0 stalled: no progress for 10 s after step" in err, err[-3000:]
+    time.sleep(2)
+    left = trainer_pids(tmp_path, proc.pid)
+    for pid in left.values():
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"processes left behind: {left}"
+    last = checkpoints(tmp_path)[-1]
+    assert helpers.checkpoint_values(last)  # loads: not corrupted
+    at = int(last.rsplit("-", 1)[1])
+    resumed = start(command)
+    wait_for(lambda: int(checkpoints(tmp_path)[-1].rsplit("-", 1)[1]) > at, timeout=240)
+    resumed.send_signal(signal.SIGTERM)
+    out, err = resumed.communicate(timeout=120)
+    assert f"at step {at}" in out, out + err

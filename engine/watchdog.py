@@ -1,0 +1,54 @@
+"""A stall watchdog: ends a worker that stops making progress, so that the launcher ends the
+job instead of every worker waiting forever (NCCL and HCCL collectives have no timeout, and a
+stopped or deadlocked worker leaves the others blocked in the next all-reduce).
+
+The loop arms it before every wait (`expect(what, step)`): for the input, a train step, an
+evaluation, a checkpoint. If the armed wait lasts longer than its allowance, a thread writes one
+line naming the rank, the step and what it was waiting for, and exits the process with
+STALL_EXIT_CODE; checkpoints on disk are untouched (TensorFlow writes them under a temporary name
+first), so the same command resumes from the last one.
+"""
+import os
+import threading
+import time
+
+STALL_EXIT_CODE = 3
+
+
+class Watchdog:
+    def __init__(self, *, timeout: float, long_timeout: float, rank: int, command: str = "train",
+                 exit_fn=os._exit):
+        self.timeout, self.long_timeout, self.rank = timeout, long_timeout, rank
+        self.command, self._exit = command, exit_fn
+        self._lock = threading.Lock()
+        self._deadline = None
+        self._what, self._step, self._allowance = "", 0, 0.0
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="stall-watchdog", daemon=True)
+        self._thread.start()
+
+    def expect(self, what: str, step: int, *, long: bool = False):
+        """Arms the watchdog for a wait on `what` at `step`; `long` for the first step (tracing),
+        evaluation and checkpoints."""
+        allowance = self.long_timeout if long else self.timeout
+        with self._lock:
+            self._what, self._step, self._allowance = what, step, allowance
+            self._deadline = time.monotonic() + allowance
+
+    def stop(self):
+        self._stopped.set()
+        self._thread.join(timeout=5)
+
+    def _watch(self):
+        while not self._stopped.wait(min(1.0, self.timeout / 4)):
+            with self._lock:
+                late = self._deadline is not None and time.monotonic() > self._deadline
+                what, step, allowance = self._what, self._step, self._allowance
+            if late:
+                message = (f"{self.command}: rank {self.rank} stalled: no progress for "
+                           f"{allowance:.0f} s after step {step}, waiting for {what}; exiting so "
+                           f"that the launcher ends the job (rerun the same command to resume "
+                           f"from the last checkpoint)\n")
+                os.write(2, message.encode())
+                self._exit(STALL_EXIT_CODE)
+                return

@@ -1,0 +1,49 @@
+"""The stall watchdog ends a worker that makes no progress, with one line, in time."""
+import sys
+import threading
+import time
+
+import pytest
+
+from engine.watchdog import STALL_EXIT_CODE, Watchdog
+from tests import helpers
+
+pytestmark = pytest.mark.smoke
+
+
+def test_it_fires_after_the_allowance_and_not_before():
+    fired = []
+    done = threading.Event()
+    guard = Watchdog(timeout=1, long_timeout=3, rank=2,
+                     exit_fn=lambda code: fired.append((code, time.monotonic())) or done.set())
+    start = time.monotonic()
+    guard.expect("a long wait", 5, long=True)
+    assert done.wait(10)
+    assert fired[0][0] == STALL_EXIT_CODE and 3 <= fired[0][1] - start < 5
+    guard.stop()
+
+
+def test_rearming_keeps_it_quiet():
+    fired = []
+    guard = Watchdog(timeout=1, long_timeout=1, rank=0, exit_fn=fired.append)
+    for step in range(12):
+        guard.expect("the train step", step)
+        time.sleep(0.25)
+    guard.stop()
+    assert not fired
+
+
+def test_a_stalled_input_pipeline_ends_the_process_with_one_line(tmp_path):
+    import os
+    import subprocess
+    probe = os.path.join(os.path.dirname(__file__), "stall_probe.py")
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, probe, str(tmp_path)], capture_output=True,
+                          text=True, timeout=240, cwd=helpers.REPO,
+                          env=dict(os.environ, PYTHONPATH=helpers.REPO, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert proc.returncode == STALL_EXIT_CODE, proc.stdout + proc.stderr
+    assert "finished" not in proc.stdout
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("train: rank 0 stalled: no progress for 3 s after step 3, waiting "
+                           "for the input pipeline;"), last
+    assert time.monotonic() - start < 120
