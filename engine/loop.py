@@ -230,6 +230,7 @@ class Trainer:
     def _save(self, step):
         self.watchdog.expect("writing a checkpoint", step, long=True)
         self.elapsed.assign(self.elapsed_seconds())
+        self.recorder.sync()
         path = self.checkpoints.save(step)
         if path:
             self.log(f"checkpoint: {path}")

@@ -88,7 +88,7 @@ class _FileBacked:
     def explain(self, error, *, splits=SPLITS):
         """An InputError for a failure of this module's pipelines (a tf.errors.OpError): the
         label check's own message, else the first bad example found by scanning `splits`,
-        else the error's first line."""
+        else the error's first line (it may not be the input's: a run fails as a whole)."""
         label = records.label_error(error)
         if label:
             return records.InputError(label)
@@ -100,7 +100,7 @@ class _FileBacked:
             if bad:
                 path, index, reason = bad[0]
                 return records.InputError(f"bad input: {path} record {index}: {reason}")
-        return records.InputError(f"input pipeline failed: {records.one_line(error)}")
+        return records.InputError(f"training stopped: {records.one_line(error)}")
 
 
 class ImageNetRecords(_FileBacked):
@@ -231,7 +231,7 @@ class Synthetic:
 
     def explain(self, error, *, splits=SPLITS):
         del splits  # nothing to scan: synthetic data cannot be corrupt
-        return records.InputError(f"input pipeline failed: {records.one_line(error)}")
+        return records.InputError(f"training stopped: {records.one_line(error)}")
 
     def bad_examples(self, split):
         return []

@@ -133,6 +133,8 @@ def one_line(error):
     text = getattr(error, "message", None) or str(error)
     for line in text.splitlines():
         line = line.strip()
-        if line and not line.startswith("[[") and "Traceback" not in line:
+        if line in ("Graph execution error:", "") or line.startswith("Detected at node"):
+            continue
+        if not line.startswith("[[") and "Traceback" not in line:
             return line.split(" [Op:")[0].split("\t")[0][:300]
     return type(error).__name__

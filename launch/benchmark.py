@@ -16,6 +16,8 @@ conv_floor: a ceiling for any training step built on TF's kernels: every convolu
     net) timed alone, one shape at a time, and summed. Everything else (batch norm, ReLU,
     concatenation, the update) only adds to it, so batch_size / floor_seconds is the img/s
     that no engine, ours or Keras, can pass on this machine with these kernels.
+loop_overhead: the loop alone, on a net whose step takes milliseconds: engine.Trainer against a
+    bare loop of the same compiled step (see launch/loop_benchmark.py).
 input: images/s of the imagenet input module's training pipeline against a bare tf.data loop of
     read -> parse -> fused decode-and-crop -> resize over the same files, alternating, medians.
     Uses --dataset_dir, or writes --input_images procedurally drawn JPEGs of 320 x 320 first.
@@ -30,12 +32,14 @@ import time
 
 from absl import app, flags
 
+from launch import loop_benchmark
 from launch.train_flags import COMPUTE_DTYPES
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("mode", "memory", ["memory", "memory_worker", "input", "train",
-                                     "train_worker", "conv_floor"],
-                  "What to measure (memory_worker is one variant, run by memory).")
+                                     "train_worker", "conv_floor", "loop_overhead",
+                                     "loop_overhead_worker"],
+                  "What to measure (the *_worker modes are one variant, run by the others).")
 flags.DEFINE_string("model", "densenet121", "Model name, as nets.build takes it.")
 flags.DEFINE_integer("batch_size", None, "Images per step (default: 64 for memory, 32 "
                      "otherwise, the figures the issues name).", lower_bound=1)
@@ -49,6 +53,9 @@ flags.DEFINE_string("output", None, "Also write the JSON result to this file.")
 flags.DEFINE_string("dataset_dir", None, "input: recipe-format TFRecords to read.")
 flags.DEFINE_integer("input_images", 1024, "input: images to generate without --dataset_dir.",
                      lower_bound=64)
+flags.DEFINE_integer("steps_per_loop", 1, "loop_overhead_worker: steps per call.",
+                     lower_bound=1)
+flags.DEFINE_boolean("horovod", True, "loop_overhead: also the horovodrun -np 2 row.")
 flags.DEFINE_integer("input_batches", 30, "input: timed batches per measurement.", lower_bound=5)
 
 KERAS_FIT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests",
@@ -301,8 +308,14 @@ def main(argv):
     if FLAGS.mode in ("memory_worker", "train_worker"):
         (memory_worker if FLAGS.mode == "memory_worker" else train_worker)()
         return
+    if FLAGS.mode == "loop_overhead_worker":
+        loop_benchmark.worker(FLAGS.steps_per_loop, FLAGS.steps, FLAGS.repeats)
+        return
     summary = {"memory": memory, "input": input_benchmark, "train": train_benchmark,
-               "conv_floor": conv_floor}[FLAGS.mode]()
+               "conv_floor": conv_floor,
+               "loop_overhead": lambda: loop_benchmark.run(steps=FLAGS.steps,
+                                                           rounds=FLAGS.repeats,
+                                                           horovod=FLAGS.horovod)}[FLAGS.mode]()
     text = json.dumps(summary, indent=2)
     print(text)
     if FLAGS.output:

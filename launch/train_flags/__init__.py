@@ -124,6 +124,9 @@ def _register_validators(fv):
           lambda v: not v["resume_from_epoch"] or v["resume_from_checkpoint_path"] is not None,
           "--resume_from_epoch needs --resume_from_checkpoint_path")
     multi(["input", "dataset_dir"], _dataset_dir_exists)
+    multi(["jit_compile", "deterministic"],
+          lambda v: not (v["jit_compile"] and v["deterministic"]),
+          "--jit_compile cannot be --deterministic: XLA has no deterministic max-pool gradient")
     for name, allow_file in (("resume_from_checkpoint_path", False),
                              ("evaluate_checkpoint_path", False), ("init_checkpoint", True)):
         multi([name], _checkpoint_exists(name, allow_file))

@@ -225,3 +225,21 @@ def test_device_is_read_only_at_event_boundaries(tmp_path, monkeypatch):
     assert len(reads) <= 2 * 2 + 1, reads
     assert len(agreements) == 2
     assert [r["step"] for r in records(tmp_path, "train")] == [50, 100]
+
+
+def test_jit_compiled_loop_trains_as_the_plain_one():
+    """steps_per_loop's loop calls the XLA-compiled step: the same 3 steps on the same data."""
+    results = []
+    for jit in (False, True):
+        net = nets.build("densenet", num_classes=4, blocks=(2,), growth_rate=4, stem_filters=8,
+                         seed=3)
+        optimizer = optimizers.build("sgd")
+        step = TrainStep(net=net, optimizer=optimizer, backend=distributed.SingleProcess(),
+                         lr_fn=lambda s: tf.constant(0.05), jit_compile=jit)
+        optimizer.build(step.variables)
+        data = inputs.build("synthetic", image_size=32, num_classes=4, num_val_examples=4)
+        step.loop(iter(data.train_dataset(BATCH, seed=1)), tf.constant(3))
+        results.append([v.numpy() for v in net.variables])
+        assert int(optimizer.iterations.numpy()) == 3
+    for plain, jitted in zip(*results):
+        np.testing.assert_allclose(jitted, plain, rtol=1e-4, atol=1e-5)

@@ -38,3 +38,12 @@ def test_train_mode_measures_engine_and_keras_fit_side_by_side():
     assert result["keras"].startswith("keras") and result["keras"].endswith("_fit")
     assert result["ratio_median"] == pytest.approx(
         result["engine_images_per_sec"] / result["keras_fit_images_per_sec"], rel=2e-2)
+
+
+def test_loop_overhead_reports_trainer_and_bare_loop_for_each_row():
+    got = benchmark("--mode=loop_overhead", "--steps=60", "--repeats=1", "--horovod=false")
+    for row in ("default", "steps_per_loop_50"):
+        result = got[row]
+        assert result["trainer_steps_per_sec"] > 0 and result["bare_loop_steps_per_sec"] > 0
+        assert result["ratio_median"] == pytest.approx(
+            result["trainer_steps_per_sec"] / result["bare_loop_steps_per_sec"], rel=0.05)

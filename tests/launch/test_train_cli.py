@@ -99,3 +99,13 @@ def test_steps_per_loop_trains_exactly_as_single_steps(small_data, tmp_path):
     for key in a:
         np.testing.assert_allclose(a[key], b[key], rtol=1e-6, atol=1e-7, err_msg=key)
     assert helpers.metrics(tmp_path / "three", "train", timing=True)[0]["input_wait_sec"] is None
+
+
+def test_jit_compile_is_honoured_inside_steps_per_loop(small_data, tmp_path):
+    """--jit_compile with --steps_per_loop=3: XLA compiles the step (TF says so in its log)."""
+    args = ["--epochs=1", "--steps_per_epoch=3", "--seed=8", "--validation_steps=0",
+            "--log_steps=3", "--steps_per_loop=3", "--jit_compile"]
+    run = helpers.run_train(common(small_data, tmp_path / "jit", *args),
+                            env={"TF_CPP_MIN_LOG_LEVEL": "0"})
+    assert "Compiled cluster using XLA" in run.stderr
+    assert np.isfinite(helpers.metrics(tmp_path / "jit", "train")[-1]["loss"])

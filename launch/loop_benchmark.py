@@ -1,0 +1,107 @@
+"""`python -m launch.benchmark --mode=loop_overhead`: what the loop itself costs.
+
+A tiny DenseNet (one block of two layers, 32 px, batch 4) whose step takes milliseconds, so
+that any host work between steps shows. Each row trains `steps` steps with engine.Trainer (a
+fresh net each round), then runs the same compiled step in a bare `for` loop in the same
+process (no metrics read, no checks, no logging) and reports steps/s of both, and their ratio.
+The Trainer's rate is its own images/s between boundaries after the first log interval (so
+tracing is left out), which it times after the device has finished. Rows: default flags;
+steps_per_loop=50; and under `horovodrun -np 2` (rank 0 reports).
+"""
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+BATCH, IMAGE_SIZE = 4, 32
+
+
+def _build(steps_per_loop, steps, model_dir):
+    import tensorflow as tf
+
+    import input as inputs
+    import nets
+    from engine import TrainConfig, Trainer, TrainStep, distributed, optimizers
+
+    backend = distributed.create()
+    net = nets.build("densenet", num_classes=10, blocks=(2,), growth_rate=4, stem_filters=8)
+    optimizer = optimizers.build("sgd")
+    step = TrainStep(net=net, optimizer=optimizer, backend=backend,
+                     lr_fn=lambda s: tf.constant(0.01))
+    data = inputs.build("synthetic", image_size=IMAGE_SIZE, num_classes=10,
+                        num_train_examples=10**6, num_val_examples=4)
+    config = TrainConfig(model_dir=model_dir, batch_size=BATCH * backend.size, epochs=1,
+                         steps_per_epoch=steps, validation_steps=0,
+                         steps_per_loop=steps_per_loop)
+    trainer = Trainer(net=net, optimizer=optimizer, data=data, backend=backend,
+                      train_step=step, config=config, log=lambda *a, **k: None)
+    return trainer, step, data, backend
+
+
+def bare_rate(step, data, backend, steps_per_loop, steps):
+    """Steps/s of the same compiled step called in a plain loop, synced once at the end."""
+    import tensorflow as tf
+    iterator = iter(data.train_dataset(BATCH, shard_index=backend.rank,
+                                       num_shards=backend.size))
+    calls = max(1, steps // steps_per_loop)
+    start = time.perf_counter()
+    for _ in range(calls):
+        if steps_per_loop == 1:
+            step(*next(iterator))
+        else:
+            step.loop(iterator, tf.constant(steps_per_loop))
+    step.metrics.local_examples()  # waits for the device
+    return calls * steps_per_loop / (time.perf_counter() - start)
+
+
+def worker(steps_per_loop, steps, rounds):
+    """One row in this process: prints {"trainer": [...], "bare": [...]} steps/s per round."""
+    trainer_rates, bare_rates = [], []
+    for round_ in range(rounds + 1):  # round 0 warms the process up (thread pools, caches)
+        with tempfile.TemporaryDirectory() as model_dir:
+            trainer, step, data, backend = _build(steps_per_loop, steps, model_dir)
+            summary = trainer.train()
+            bare = bare_rate(step, data, backend, steps_per_loop, steps)
+            if round_:
+                trainer_rates.append(summary["images_per_sec"] / (BATCH * backend.size))
+                bare_rates.append(bare)
+    if backend.is_chief:
+        print(json.dumps({"trainer": trainer_rates, "bare": bare_rates}))
+
+
+def _row(name, command, env):
+    out = subprocess.run(command, capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        raise RuntimeError(f"loop_overhead row {name} failed:\n{out.stderr[-2000:]}")
+    line = [x for x in out.stdout.splitlines() if x.startswith("{")][-1]
+    rates = json.loads(line)
+    ratios = [t / b for t, b in zip(rates["trainer"], rates["bare"])]
+    row = {"trainer_steps_per_sec": round(statistics.median(rates["trainer"]), 1),
+           "bare_loop_steps_per_sec": round(statistics.median(rates["bare"]), 1),
+           "ratio_median": round(statistics.median(ratios), 3),
+           "ratios": [round(r, 3) for r in ratios]}
+    print(f"loop_overhead: {name}: {row}", file=sys.stderr)
+    return row
+
+
+def run(*, steps, rounds, horovod=True):
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=here)
+
+    def command(steps_per_loop):
+        return [sys.executable, "-m", "launch.benchmark", "--mode=loop_overhead_worker",
+                f"--steps={steps}", f"--repeats={rounds}", f"--steps_per_loop={steps_per_loop}"]
+
+    rows = {"default": _row("default", command(1), env),
+            "steps_per_loop_50": _row("steps_per_loop=50", command(50), env)}
+    if horovod:
+        horovodrun = os.path.join(os.path.dirname(sys.executable), "horovodrun")
+        rows["horovodrun_np2"] = _row(
+            "horovodrun -np 2", [horovodrun, "-np", "2", "-H", "localhost:2", "--gloo",
+                                 *command(1)], env)
+    return {"mode": "loop_overhead", "model": "densenet blocks=(2,) growth 4 stem 8",
+            "image_size": IMAGE_SIZE, "batch_per_worker": BATCH, "steps": steps,
+            "rounds": rounds, **rows}
