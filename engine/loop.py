@@ -194,7 +194,7 @@ class Trainer:
         else:
             start = time.perf_counter()
             self.watchdog.expect(f"{steps} train steps in one call (input, device or "
-                                 f"all-reduce)", step, long=first or steps > 1)
+                                 f"all-reduce)", step, long=first, steps=steps)
             self.train_step.loop(iterator, tf.constant(steps))
             meter.add(steps, None, time.perf_counter() - start)
 
@@ -305,5 +305,5 @@ class Trainer:
 
 
 class _NoWatchdog:
-    def expect(self, what, step, *, long=False):
+    def expect(self, what, step, *, long=False, steps=1):
         pass

@@ -27,10 +27,10 @@ class Watchdog:
         self._thread = threading.Thread(target=self._watch, name="stall-watchdog", daemon=True)
         self._thread.start()
 
-    def expect(self, what: str, step: int, *, long: bool = False):
-        """Arms the watchdog for a wait on `what` at `step`; `long` for the first step (tracing),
-        evaluation and checkpoints."""
-        allowance = self.long_timeout if long else self.timeout
+    def expect(self, what: str, step: int, *, long: bool = False, steps: int = 1):
+        """Arms the watchdog for a wait on `what` at `step`: `steps` steps' allowance, or the
+        long one if that is more and `long` (the first step's tracing, evaluation, checkpoints)."""
+        allowance = max(self.long_timeout if long else 0, self.timeout * steps)
         with self._lock:
             self._what, self._step, self._allowance = what, step, allowance
             self._deadline = time.monotonic() + allowance
