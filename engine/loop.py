@@ -69,6 +69,7 @@ class Trainer:
             epoch=self.epoch, elapsed=self.elapsed, **extra)
         self.recorder = observe.Recorder(config.model_dir, backend.is_chief)
         self._stop_signal = None
+        self._traced = set()  # the kinds of step call (single, loop) already traced
 
     def log(self, *args, **kwargs):
         if self._progress is not None:
@@ -152,6 +153,7 @@ class Trainer:
                 logging = (itstime(step, cfg.log_steps, last=epoch_end)
                            or itstime(step, cfg.save_summary_steps))
                 checkpointing = itstime(step, cfg.checkpoint_steps) and step != epoch_end
+                progress.update(step, meter)  # host-side only: steps and time
                 if not (logging or checkpointing or step == epoch_end
                         or step in (cfg.profile_steps or ())):
                     continue  # not an event boundary: nothing is read from the device
@@ -160,7 +162,6 @@ class Trainer:
                 self._check_finite()
                 if logging:
                     self._log_train(step, meter, epoch_end)
-                progress.update(step, meter)
                 if checkpointing:
                     self._save(step)
                 if self.backend.any(self._stop_signal is not None):
@@ -180,8 +181,10 @@ class Trainer:
         return summary
 
     def _run(self, iterator, step, steps, meter):
-        """Dispatches steps step+1..step+steps; the first call of a kind traces (longer)."""
-        first = not meter.steps_seen
+        """Dispatches steps step+1..step+steps; the first call of each kind traces (longer)."""
+        kind = "single" if steps == 1 else "loop"
+        first = kind not in self._traced
+        self._traced.add(kind)
         if steps == 1:
             wait_start = time.perf_counter()
             self.watchdog.expect("the input pipeline", step, long=first)

@@ -109,10 +109,8 @@ class Throughput:
         self._start = time.perf_counter()
         self._intervals = 0
         self._timed_steps = self._timed_seconds = 0.0
-        self.steps_seen = 0
 
     def add(self, steps, waited, computed):
-        self.steps_seen += steps
         self._steps += steps
         self._wait = None if waited is None or self._wait is None else self._wait + waited
         self._compute += computed
