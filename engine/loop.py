@@ -10,7 +10,7 @@ from typing import Optional, Tuple
 
 import tensorflow as tf
 
-from engine import checkpoints, observe
+from engine import checkpoints, observe, precise_bn
 from engine.cadence import itstime, next_boundary
 from engine.errors import NonFiniteLoss
 from engine.step import EvalStep, TrainStep
@@ -35,6 +35,7 @@ class TrainConfig:
     resume_from_epoch: Optional[int] = None  # its epoch, when the checkpoint does not say
     allow_fresh_start: bool = False
     progress: bool = False                   # a live progress line on a terminal
+    precise_bn_batches: int = 0              # BN statistics recomputed before evaluating
 
 
 class StopRequested(Exception):
@@ -170,9 +171,10 @@ class Trainer:
                     raise StopRequested(step)
             self.epoch.assign(epoch + 1)
             self._sync_moving_statistics()
+            precise_seconds = self._precise_bn(step, epoch + 1)
             self._save(step)
             if cfg.validation_steps != 0:
-                last_eval = self.evaluate(step, epoch + 1)
+                last_eval = self.evaluate(step, epoch + 1, precise_bn_sec=precise_seconds)
         progress.close()
         self._stop_profiler()
         summary = {"steps": step, "images_per_sec": meter.overall()}
@@ -267,22 +269,56 @@ class Trainer:
             self.log(f"profiler: trace written under {self.config.model_dir}/train/plugins/profile")
 
     # -- evaluate --------------------------------------------------------------------------
-    def evaluate(self, step=None, epoch=None):
+    def evaluate(self, step=None, epoch=None, *, precise_bn_sec=None):
         """One exact pass over the validation split (or validation_steps batches per worker)
         with the net's weights and, with a weight average, one more with the average; metrics
-        summed over workers. Returns {loss, top1, top5, examples} of the net's weights, and
-        the average's under ema_ keys."""
+        summed over workers. With precise_bn_batches, BN statistics are recomputed first
+        (unless precise_bn_sec says it was just done). Returns {loss, top1, top5, examples} of
+        the net's weights, and the average's under ema_ keys."""
         if step is None:
             step, epoch = (int(v) for v in observe.to_host([self.optimizer.iterations,
                                                              self.epoch]))
-        metrics = self._evaluate_pass("validation", step, epoch)
+        if precise_bn_sec is None:
+            precise_bn_sec = self._precise_bn(step, epoch)
+        self._warn_if_statistics_unsettled(step)
+        metrics = self._evaluate_pass("validation", step, epoch, precise_bn_sec)
         if self.ema is not None:
             with self.ema.swapped_in():
-                averaged = self._evaluate_pass("validation_ema", step, epoch)
+                averaged = self._evaluate_pass("validation_ema", step, epoch,
+                                               self._precise_bn(step, epoch))
             metrics.update({f"ema_{k}": v for k, v in averaged.items()})
         return metrics
 
-    def _evaluate_pass(self, split, step, epoch):
+    def _precise_bn(self, step, epoch):
+        """Recomputes the BN statistics (precise_bn_batches of them); seconds, or None if off."""
+        batches = self.config.precise_bn_batches
+        if not batches:
+            return None
+        start = time.perf_counter()
+        self.watchdog.expect("recomputing batch-norm statistics", step, long=True)
+        data = self.data.train_dataset(
+            self.local_batch, shard_index=self.backend.rank, num_shards=self.backend.size,
+            seed=precise_bn.stream_seed(self.config.seed, epoch))
+        precise_bn.recompute(self.net, (images for images, _ in data.take(batches)),
+                             self.backend)
+        return round(time.perf_counter() - start, 3)
+
+    def _warn_if_statistics_unsettled(self, step):
+        """Moving averages keep momentum^updates of their initial values: below about
+        3 / (1 - momentum) updates (5% left) evaluation reads statistics of no data."""
+        norms = self.net.batch_norms()
+        if self.config.precise_bn_batches or not norms:
+            return
+        momentum = norms[0].momentum
+        updates = step * self.train_step.grad_accum_steps
+        left = precise_bn.unsettled_share(updates, momentum)
+        if left is not None:
+            self.log(f"warning: after {updates} updates the batch-norm moving averages "
+                     f"(momentum {momentum}) still hold {left:.0%} of their initial values, so "
+                     f"this evaluation may be far off; use --precise_bn_batches (e.g. 8192 / "
+                     f"batch size) or a smaller --bn_momentum")
+
+    def _evaluate_pass(self, split, step, epoch, precise_bn_sec):
         batches = self.data.eval_batches(self.local_batch, self.backend.size)
         if self.config.validation_steps:
             batches = min(batches, self.config.validation_steps)
@@ -296,6 +332,8 @@ class Trainer:
         record = {"split": split, "step": step, "epoch": epoch, **metrics,
                   "seconds": round(time.perf_counter() - start, 3),
                   "elapsed_sec": round(self.elapsed_seconds(), 3)}
+        if precise_bn_sec is not None:
+            record["precise_bn_sec"] = precise_bn_sec
         self.recorder.write(record)
         self.recorder.scalars(split, step, {k: metrics[k] for k in ("loss", "top1", "top5")})
         self.log(observe.format_eval(record))

@@ -124,7 +124,8 @@ def main(argv):
             resume_from_checkpoint_path=FLAGS.resume_from_checkpoint_path,
             resume_from_epoch=(FLAGS.resume_from_epoch if FLAGS.resume_from_checkpoint_path
                                else None),
-            allow_fresh_start=FLAGS.allow_fresh_start, progress=progress)
+            allow_fresh_start=FLAGS.allow_fresh_start, progress=progress,
+            precise_bn_batches=FLAGS.precise_bn_batches)
         trainer = engine.Trainer(net=net, optimizer=optimizer, data=data, backend=backend,
                                  train_step=step, config=config, watchdog=guard, log=log)
         log(f"{FLAGS.model} ({nets.parameter_count(net):,} parameters), {FLAGS.dtype}, "

@@ -175,11 +175,12 @@ class DenseNet(tf.Module):
     def __call__(self, images, training=False):
         return self.classifier(self.features(images, training))
 
-    def forward(self, images, *, training):
+    def forward(self, images, *, training, dropout=True):
         """(logits, batch statistics), updating nothing: in training, the statistics are what
         `update_moving_statistics` takes, so that a caller can apply them conditionally (a
-        train step that refuses a non-finite update refuses these too)."""
-        pooled, stat_updates = self.forward_features(images, training=training)
+        train step that refuses a non-finite update refuses these too). dropout=False: a
+        training-mode pass without dropout that leaves the dropout generator untouched."""
+        pooled, stat_updates = self.forward_features(images, training=training, dropout=dropout)
         return self.classifier(pooled), stat_updates
 
     @staticmethod
@@ -188,11 +189,11 @@ class DenseNet(tf.Module):
         for bn, mean, variance in stat_updates:
             bn.update_moving_stats(mean, variance)
 
-    def forward_features(self, images, *, training):
+    def forward_features(self, images, *, training, dropout=True):
         """(pooled features, [(BN layer, batch mean, batch variance)] in training, else [])."""
         stat_updates = [] if training else None
         num_dropouts = 2 * sum(self.blocks) + len(self.transitions)
-        if training and self.dropout_rate:
+        if training and dropout and self.dropout_rate:
             dropout_seeds = tf.unstack(self.dropout_rng.make_seeds(num_dropouts), axis=1)
         else:
             dropout_seeds = [None] * num_dropouts

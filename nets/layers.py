@@ -183,7 +183,8 @@ def global_avg_pool(x, data_format="NHWC"):
 
 
 def dropout(x, rate, seed):
-    """Inverted dropout from a stateless seed pair: a recomputed pass drops the same units."""
-    if not rate:
+    """Inverted dropout from a stateless seed pair: a recomputed pass drops the same units.
+    No seed, no dropout (inference, or a training-mode pass that must not drop)."""
+    if not rate or seed is None:
         return x
     return tf.nn.experimental.stateless_dropout(x, rate, seed)

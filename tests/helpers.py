@@ -62,7 +62,8 @@ def metrics(model_dir, split=None, timing=False):
     """metrics.jsonl records (without the timing fields unless timing=True)."""
     import json
     timing_keys = {"images_per_sec", "input_wait_sec", "compute_sec", "seconds",
-                   "peak_host_memory_mb", "peak_device_memory_mb", "elapsed_sec"}
+                   "peak_host_memory_mb", "peak_device_memory_mb", "elapsed_sec",
+                   "precise_bn_sec"}
     out = []
     with open(os.path.join(model_dir, "metrics.jsonl")) as f:
         for line in f:

@@ -30,7 +30,8 @@ def define(fv: flags.FlagValues, *, validate: bool = True):
 def net_options(fv: flags.FlagValues, *, seed: int = 0) -> dict:
     """nets.build(fv.model, **net_options(fv)): the net that these flags describe."""
     options = dict(num_classes=fv.num_classes, dropout_rate=fv.dropout_rate,
-                   bn_epsilon=fv.bn_epsilon, kernel_initializer=fv.kernel_initializer,
+                   bn_epsilon=fv.bn_epsilon, bn_momentum=fv.bn_momentum,
+                   kernel_initializer=fv.kernel_initializer,
                    compute_dtype=COMPUTE_DTYPES[fv.dtype], data_format=fv.data_format,
                    recompute=fv.recompute, seed=seed)
     if fv.model == "densenet":
@@ -97,6 +98,8 @@ def _register_validators(fv):
           "--dataset_num_parallel_calls must be -1 (AUTOTUNE) or positive")
     check("initial_lr", lambda v: v > 0, "--initial_lr must be positive")
     check("ema_decay", lambda v: v is None or 0 < v < 1, "--ema_decay must be in (0, 1)")
+    check("bn_momentum", lambda v: 0 <= v < 1, "--bn_momentum must be in [0, 1)")
+    check("precise_bn_batches", lambda v: v >= 0, "--precise_bn_batches must not be negative")
     check("stall_timeout", lambda v: v >= 0, "--stall_timeout must be 0 (off) or positive")
     check("weight_decay", lambda v: v >= 0, "--weight_decay must not be negative")
     check("label_smoothing", lambda v: 0 <= v < 1, "--label_smoothing must be in [0, 1)")

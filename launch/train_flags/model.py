@@ -6,6 +6,13 @@ from absl import flags
 def define(fv: flags.FlagValues):
     flags.DEFINE_float("bn_epsilon", 1.1e-5, "Batch-norm epsilon (the recipe's 1.1e-5; Keras "
                        "1.001e-5).", flag_values=fv)
+    flags.DEFINE_float("bn_momentum", 0.99, "Batch-norm moving-average momentum (the recipe's "
+                       "0.99, Keras' default); the averages need about 3 / (1 - momentum) "
+                       "updates to forget their initial values.", flag_values=fv)
+    flags.DEFINE_integer("precise_bn_batches", 0, "Before each evaluation (and the checkpoint "
+                         "after an epoch), set the BN statistics to the population statistics "
+                         "of this many training batches per worker (about 8192 images in "
+                         "all); 0: off, the recipe's moving averages.", flag_values=fv)
     flags.DEFINE_enum("kernel_initializer", "glorot_uniform", ["glorot_uniform", "he_normal"],
                       "Conv and dense kernel initializer (the recipe's Glorot, or the paper's "
                       "He).", flag_values=fv)

@@ -1,0 +1,61 @@
+"""Precise batch-norm statistics (pycls; Wu & Johnson, "Rethinking 'Batch' in BatchNorm", 2021).
+
+Moving averages at momentum 0.99 keep a quarter of their initial values after 138 steps, so a
+short run, a brief fine-tuning or an early epoch evaluates with statistics that describe no
+data. Before evaluating, each BN layer's moving mean and variance are set instead to the
+population statistics of a few training batches, run forward in training mode (no gradients,
+no dropout):
+
+    mean     = mean of the batch means
+    variance = mean of the batch variances + variance of the batch means
+
+with each batch variance Bessel-corrected as the layer's own update uses (the fused kernel's),
+over the batches of all workers.
+"""
+import tensorflow as tf
+
+
+def stream_seed(run_seed: int, epoch: int) -> int:
+    """The seed of the batches used after `epoch`: their own stream, never the training one, so
+    that a resumed run's training input is the uninterrupted run's."""
+    return (run_seed * 7_919 + 104_729 * (epoch + 1)) % 2**31
+
+
+def unsettled_share(updates: int, momentum: float):
+    """The share of their initial values that moving averages still hold after `updates`
+    (momentum ** updates) when that is more than about 5%, i.e. updates < 3 / (1 - momentum);
+    else None."""
+    if momentum > 0 and updates < 3 / (1 - momentum):
+        return momentum ** updates
+    return None
+
+
+def recompute(net, batches, backend) -> int:
+    """Sets every BN layer of `net` to the population statistics of `batches` (an iterable of
+    image batches, the same count on every worker). Returns the number of local batches."""
+    norms = net.batch_norms()
+    place = {id(bn): i for i, bn in enumerate(norms)}
+
+    @tf.function
+    def statistics(images):
+        _, batch_statistics = net.forward(images, training=True, dropout=False)
+        ordered = [None] * len(norms)
+        for bn, mean, variance in batch_statistics:
+            ordered[place[id(bn)]] = (mean, variance)
+        return ordered
+
+    sums, count = None, 0
+    for images in batches:
+        terms = [(tf.cast(m, tf.float64), tf.cast(v, tf.float64), tf.cast(m, tf.float64) ** 2)
+                 for m, v in statistics(images)]
+        sums = terms if sums is None else [tuple(a + b for a, b in zip(s, t))
+                                           for s, t in zip(sums, terms)]
+        count += 1
+    if not count:
+        raise ValueError("precise BN statistics need at least one batch")
+    means = backend.average([term / count for triple in sums for term in triple])
+    for i, bn in enumerate(norms):
+        mean, mean_variance, mean_square = means[3 * i:3 * i + 3]
+        bn.moving_mean.assign(tf.cast(mean, tf.float32))
+        bn.moving_variance.assign(tf.cast(mean_variance + mean_square - mean ** 2, tf.float32))
+    return count

@@ -1,0 +1,59 @@
+"""--precise_bn_batches and --bn_momentum through the command line."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests import helpers
+from tests.helpers import TINY
+
+
+def common(small_data, model_dir, *extra):
+    return [f"--dataset_dir={small_data}", f"--model_dir={model_dir}", *TINY,
+            "--steps_per_epoch=3", "--seed=4", "--deterministic", "--dropout_rate=0.1", *extra]
+
+
+def latest(model_dir):
+    return tf.train.latest_checkpoint(str(model_dir / "checkpoints"))
+
+
+@pytest.mark.smoke
+def test_precise_bn_leaves_the_training_stream_alone(small_data, tmp_path):
+    """With precise BN on, stop after epoch 1 and resume equals the uninterrupted run: its
+    batches come from their own stream and it draws no dropout."""
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    helpers.run_train(common(small_data, straight, "--epochs=2", "--precise_bn_batches=2"))
+    helpers.run_train(common(small_data, resumed, "--epochs=1", "--precise_bn_batches=2"))
+    helpers.run_train(common(small_data, resumed, "--epochs=2", "--precise_bn_batches=2"))
+    a, b = helpers.checkpoint_values(latest(straight)), helpers.checkpoint_values(latest(resumed))
+    assert a.keys() == b.keys()
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    assert helpers.metrics(straight) == helpers.metrics(resumed)
+    records = helpers.metrics(resumed, "validation", timing=True)
+    assert len(records) == 2 and all(r["precise_bn_sec"] > 0 for r in records)
+
+
+def test_unsettled_statistics_are_warned_about_unless_precise(small_data, tmp_path):
+    plain = helpers.run_train(common(small_data, tmp_path / "plain", "--epochs=1"))
+    warnings = [line for line in plain.stdout.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "--precise_bn_batches" in warnings[0], plain.stdout
+    assert "after 3 updates" in warnings[0] and "97% of their initial values" in warnings[0]
+    precise = helpers.run_train(common(small_data, tmp_path / "precise", "--epochs=1",
+                                       "--precise_bn_batches=2"))
+    assert "warning:" not in precise.stdout
+    fast = helpers.run_train(common(small_data, tmp_path / "fast", "--epochs=2",
+                                    "--bn_momentum=0.5"))
+    # At momentum 0.5 the threshold is 6 updates: epoch 1 (3) warns, epoch 2 (6) does not.
+    assert [line.split(" updates")[0] for line in fast.stdout.splitlines()
+            if line.startswith("warning:")] == ["warning: after 3"]
+
+
+def test_evaluate_checkpoint_recomputes_the_statistics(small_data, tmp_path):
+    run = tmp_path / "run"
+    helpers.run_train(common(small_data, run, "--epochs=1", "--validation_steps=0"))
+    checkpoint = latest(run)
+    out = helpers.run_train(common(small_data, tmp_path / "eval", "--precise_bn_batches=2",
+                                   f"--evaluate_checkpoint_path={checkpoint}"))
+    assert "warning:" not in out.stdout
+    record = helpers.metrics(tmp_path / "eval", "validation", timing=True)[-1]
+    assert record["precise_bn_sec"] > 0 and record["examples"] == 30
