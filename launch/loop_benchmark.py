@@ -33,9 +33,11 @@ def _build(steps_per_loop, steps, model_dir):
                      lr_fn=lambda s: tf.constant(0.01))
     data = inputs.build("synthetic", image_size=IMAGE_SIZE, num_classes=10,
                         num_train_examples=10**6, num_val_examples=4)
+    # The default log interval (100) once there are enough steps for several intervals: the
+    # Trainer's rate leaves the first one (tracing) out.
     config = TrainConfig(model_dir=model_dir, batch_size=BATCH * backend.size, epochs=1,
                          steps_per_epoch=steps, validation_steps=0,
-                         steps_per_loop=steps_per_loop)
+                         log_steps=min(100, max(1, steps // 10)), steps_per_loop=steps_per_loop)
     trainer = Trainer(net=net, optimizer=optimizer, data=data, backend=backend,
                       train_step=step, config=config, log=lambda *a, **k: None)
     return trainer, step, data, backend
