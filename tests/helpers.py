@@ -83,3 +83,24 @@ def checkpoint_values(path):
     reader = tf.train.load_checkpoint(path)
     return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
             if not k.startswith(("_CHECKPOINTABLE", "elapsed/")) and "save_counter" not in k}
+
+
+def latest_checkpoint(model_dir):
+    import tensorflow as tf
+    return tf.train.latest_checkpoint(os.path.join(str(model_dir), "checkpoints"))
+
+
+def tiny_run(small_data, model_dir, *extra):
+    """launch.train arguments for the tiny net on the small data set."""
+    return [f"--dataset_dir={small_data}", f"--model_dir={model_dir}", *TINY, *extra]
+
+
+def assert_same_latest_checkpoints(a_dir, b_dir):
+    """The latest checkpoints of two runs hold the same keys and values; returns the keys."""
+    import numpy as np
+    a = checkpoint_values(latest_checkpoint(a_dir))
+    b = checkpoint_values(latest_checkpoint(b_dir))
+    assert a.keys() == b.keys()
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    return list(a)

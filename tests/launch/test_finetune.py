@@ -2,7 +2,6 @@
 count with --init_skip_head."""
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from tests import helpers
 from tests.helpers import TINY
@@ -12,8 +11,7 @@ FROZEN = ["--epochs=1", "--steps_per_epoch=1", "--validation_steps=0", "--initia
           "--weight_decay=0"]
 
 
-def latest(model_dir):
-    return tf.train.latest_checkpoint(str(model_dir / "checkpoints"))
+latest = helpers.latest_checkpoint
 
 
 def test_our_checkpoint_initializes_a_net_with_another_head(small_data, tmp_path):

@@ -1,19 +1,12 @@
 """--precise_bn_batches and --bn_momentum through the command line."""
-import numpy as np
 import pytest
-import tensorflow as tf
 
 from tests import helpers
-from tests.helpers import TINY
 
 
 def common(small_data, model_dir, *extra):
-    return [f"--dataset_dir={small_data}", f"--model_dir={model_dir}", *TINY,
-            "--steps_per_epoch=3", "--seed=4", "--deterministic", "--dropout_rate=0.1", *extra]
-
-
-def latest(model_dir):
-    return tf.train.latest_checkpoint(str(model_dir / "checkpoints"))
+    return helpers.tiny_run(small_data, model_dir, "--steps_per_epoch=3", "--seed=4",
+                            "--deterministic", "--dropout_rate=0.1", *extra)
 
 
 @pytest.mark.smoke
@@ -24,10 +17,7 @@ def test_precise_bn_leaves_the_training_stream_alone(small_data, tmp_path):
     helpers.run_train(common(small_data, straight, "--epochs=2", "--precise_bn_batches=2"))
     helpers.run_train(common(small_data, resumed, "--epochs=1", "--precise_bn_batches=2"))
     helpers.run_train(common(small_data, resumed, "--epochs=2", "--precise_bn_batches=2"))
-    a, b = helpers.checkpoint_values(latest(straight)), helpers.checkpoint_values(latest(resumed))
-    assert a.keys() == b.keys()
-    for key in a:
-        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    helpers.assert_same_latest_checkpoints(straight, resumed)
     assert helpers.metrics(straight) == helpers.metrics(resumed)
     records = helpers.metrics(resumed, "validation", timing=True)
     assert len(records) == 2 and all(r["precise_bn_sec"] > 0 for r in records)
@@ -51,7 +41,7 @@ def test_unsettled_statistics_are_warned_about_unless_precise(small_data, tmp_pa
 def test_evaluate_checkpoint_recomputes_the_statistics(small_data, tmp_path):
     run = tmp_path / "run"
     helpers.run_train(common(small_data, run, "--epochs=1", "--validation_steps=0"))
-    checkpoint = latest(run)
+    checkpoint = helpers.latest_checkpoint(run)
     out = helpers.run_train(common(small_data, tmp_path / "eval", "--precise_bn_batches=2",
                                    f"--evaluate_checkpoint_path={checkpoint}"))
     assert "warning:" not in out.stdout
