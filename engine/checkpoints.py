@@ -42,10 +42,17 @@ class ModelDirLock:
 
 class Checkpoints:
     """The run's checkpoints in `directory`, each holding `objects` (name: trackable): the
-    net, the optimizer, counters, the weight average."""
+    net, the optimizer, counters, the weight average. The `optional` ones may be missing from a
+    checkpoint (one written before they existed, or without them): `restore` then leaves them
+    as they are and lists them in `missing`."""
 
-    def __init__(self, directory: str, *, keep: int, is_chief: bool, log=print, **objects):
+    def __init__(self, directory: str, *, keep: int, is_chief: bool, log=print, optional=(),
+                 **objects):
         self.checkpoint = tf.train.Checkpoint(**objects)
+        self.required = tf.train.Checkpoint(**{k: v for k, v in objects.items()
+                                               if k not in optional})
+        self.optional = {k: v for k, v in objects.items() if k in optional}
+        self.missing = []
         self.directory, self.is_chief, self.log = directory, is_chief, log
         # Every rank builds a manager (to find checkpoints); only rank 0 ever saves.
         self.manager = tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=keep)
@@ -66,10 +73,19 @@ class Checkpoints:
         """Restores `path`; CheckpointError naming it if it is unreadable or of another model."""
         status = None
         try:
-            status = self.checkpoint.restore(path)
+            status = self.required.restore(path)
             if expect_partial:
                 status.expect_partial()
             else:
+                status.assert_existing_objects_matched()
+            names = tf.train.load_checkpoint(path).get_variable_to_shape_map()
+            self.missing = []
+            for name, part in self.optional.items():
+                if not any(key.startswith(f"{name}/") for key in names):
+                    self.missing.append(name)
+                    continue
+                status = tf.train.Checkpoint(**{name: part}).restore(path)
+                status.expect_partial()  # the required parts were restored above
                 status.assert_existing_objects_matched()
         except Exception as e:  # noqa: BLE001 - a truncated file raises IndexError, others OpError
             if status is not None:

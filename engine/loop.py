@@ -66,8 +66,8 @@ class Trainer:
         extra = {"ema": self.ema} if self.ema is not None else {}
         self.checkpoints = checkpoints.Checkpoints(
             f"{config.model_dir}/checkpoints", keep=config.keep_checkpoints,
-            is_chief=backend.is_chief, log=self.log, net=net, optimizer=optimizer,
-            epoch=self.epoch, elapsed=self.elapsed, **extra)
+            is_chief=backend.is_chief, log=self.log, optional=("elapsed", "ema"), net=net,
+            optimizer=optimizer, epoch=self.epoch, elapsed=self.elapsed, **extra)
         self.recorder = observe.Recorder(config.model_dir, backend.is_chief)
         self._stop_signal = None
         self._traced = set()  # the kinds of step call (single, loop) already traced
@@ -94,7 +94,10 @@ class Trainer:
         averages = list(self.ema.averages) if self.ema is not None else []
         self.backend.broadcast_variables(self.net.variables + self.optimizer.variables
                                          + (self.epoch, self.elapsed) + tuple(averages))
-        if self.ema is not None and not restored:
+        if self.ema is not None and (not restored or "ema" in self.checkpoints.missing):
+            if restored:
+                self.log(f"{restored} holds no weight average: it starts from the restored "
+                         f"weights")
             self.ema.reset()  # from the broadcast weights
         step, epoch, elapsed = observe.to_host([self.optimizer.iterations, self.epoch,
                                                 self.elapsed])

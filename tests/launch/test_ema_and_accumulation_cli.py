@@ -57,3 +57,15 @@ def test_exported_average_reproduces_validation_ema(small_data, tmp_path):
     assert count == record["examples"] == 30
     assert hits / count == pytest.approx(record["top1"], abs=1e-9)
     assert record["top1"] != raw["top1"] or record["loss"] != raw["loss"]
+
+
+def test_ema_newly_given_on_resume_starts_from_the_restored_weights(small_data, tmp_path):
+    run = tmp_path / "run"
+    first = ["--steps_per_epoch=2", "--validation_steps=0", "--seed=2"]
+    helpers.run_train(helpers.tiny_run(small_data, run, *first, "--epochs=1"))
+    out = helpers.run_train(helpers.tiny_run(small_data, run, *first, "--epochs=2",
+                                             "--ema_decay=0.9"))
+    assert "holds no weight average: it starts from the restored weights" in out.stdout
+    assert "at step 2" in out.stdout
+    values = helpers.checkpoint_values(helpers.latest_checkpoint(run))
+    assert sum(k.startswith("ema/") for k in values) > 20
