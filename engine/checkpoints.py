@@ -123,15 +123,11 @@ def restore_averaged_net(net, path: str):
     its weights become the averaged weights and BN statistics. CheckpointError if the file has
     no average of this net."""
     average = WeightEma(net, decay=0.5)  # the decay is not used: the values come from the file
-    status = None
     try:
-        status = tf.train.Checkpoint(ema=average).restore(path)
-        status.expect_partial()
-        status.assert_existing_objects_matched()
-    except Exception as e:  # noqa: BLE001 - a truncated file raises IndexError, others OpError
+        _restore_objects(path, ema=average)
+    except CheckpointError as e:
         raise CheckpointError(f"checkpoint {path} holds no weight average of {net.name} (was "
-                              f"the run trained with one?): "
-                              f"{_first_line(getattr(e, 'message', None) or e)[:200]}") from None
+                              f"the run trained with one?): {e}") from None
     average.copy_to_net()
     return path
 
@@ -161,10 +157,16 @@ def restore_net(net, path: str, *, skip_head: bool = False):
 
 
 def _restore_parts(parts, path):
+    _restore_objects(path, net=_View(parts))
+
+
+def _restore_objects(path, **objects):
+    """Restores `objects` from `path`, every one of them required, the rest of the file (the
+    optimizer, counters, maybe the head) left alone. CheckpointError with the first line."""
     status = None
     try:
-        status = tf.train.Checkpoint(net=_View(parts)).restore(path)
-        status.expect_partial()  # the optimizer, counters (and maybe the head) stay in the file
+        status = tf.train.Checkpoint(**objects).restore(path)
+        status.expect_partial()
         status.assert_existing_objects_matched()
     except Exception as e:  # noqa: BLE001 - a truncated file raises IndexError, others OpError
         raise CheckpointError(_first_line(getattr(e, "message", None) or e)[:300]) from None
