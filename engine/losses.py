@@ -5,11 +5,14 @@ WEIGHT_DECAY_MODES = ("all", "kernels", "decoupled")
 
 
 def cross_entropy(logits, labels, num_classes, label_smoothing=0.0):
-    """Per-example softmax cross-entropy [N] against (optionally smoothed) one-hot labels."""
+    """Per-example softmax cross-entropy [N] against (optionally smoothed) targets: labels are
+    class ids [N], or soft targets [N, num_classes] (mixup/CutMix), smoothed as timm does
+    (smoothing is linear, so smoothing the mix equals mixing the smoothed one-hots)."""
     logits = tf.cast(logits, tf.float32)
-    if not label_smoothing:
+    soft = labels.shape.rank == 2
+    if not label_smoothing and not soft:
         return tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
-    targets = tf.one_hot(labels, num_classes)
+    targets = tf.cast(labels, tf.float32) if soft else tf.one_hot(labels, num_classes)
     targets = targets * (1.0 - label_smoothing) + label_smoothing / num_classes
     return tf.nn.softmax_cross_entropy_with_logits(targets, logits)
 
@@ -32,5 +35,8 @@ def l2_penalty(variables, weight_decay):
 
 
 def top_k_correct(logits, labels, k):
-    """[N] float32: 1 where the label is among the k largest logits."""
+    """[N] float32: 1 where the label is among the k largest logits. For soft targets [N, C]
+    the label is the dominant class (the larger share of a mixed example)."""
+    if labels.shape.rank == 2:
+        labels = tf.argmax(labels, axis=-1, output_type=tf.int32)
     return tf.cast(tf.math.in_top_k(labels, tf.cast(logits, tf.float32), k), tf.float32)

@@ -45,6 +45,8 @@ class Metrics(tf.Module):
 class TrainStep:
     """`step(images, labels)` runs one optimizer step; `step.loop(iterator, steps)` runs `steps`
     of them inside one tf.function (each one XLA-compiled with jit_compile, as `step` is).
+    Labels are class ids [B], or soft targets [B, classes] from mixup/CutMix, whose top-1 and
+    top-5 count the dominant class.
     Neither returns anything: metric sums accumulate in `self.metrics`, and the first step whose
     gradients were not finite is kept in `self.nonfinite_step` (-1 while there is none).
 
@@ -99,7 +101,7 @@ class TrainStep:
             raise ValueError(f"a batch of {images.shape[0]} does not split into {n} "
                              f"micro-batches")
         images = tf.reshape(images, [n, images.shape[0] // n, *images.shape[1:]])
-        labels = tf.reshape(labels, [n, -1])
+        labels = tf.reshape(labels, [n, labels.shape[0] // n, *labels.shape[1:]])
         norms = self.net.batch_norms()
         place = {id(bn): i for i, bn in enumerate(norms)}
 

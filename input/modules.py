@@ -3,7 +3,8 @@
 
 Every module offers, for this worker (shard_index of num_shards):
     train_dataset(batch_size, shard_index=, num_shards=, seed=, start_example=) -> endless
-        (images float32 [B, S, S, 3], labels [B] int32 0-based) batches
+        (images float32 [B, S, S, 3], labels [B] int32 0-based) batches; with `mixing`
+        (mixup/CutMix), soft targets [B, num_classes] float32 instead of the labels
     eval_dataset(batch_size, shard_index=, num_shards=) -> one exact pass of
         (images, labels, mask) batches; eval_batches(batch_size, num_shards) of them
     num_examples(split), num_classes, class_names (or None)
@@ -17,11 +18,20 @@ from typing import Optional
 
 import tensorflow as tf
 
-from input import pipeline, records
+from input import augment, pipeline, records
+from input import mixing as mixes
 from input import preprocessing as styles
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 SPLITS = ("train", "validation")
+
+
+def _mixed(batches, mixing, *, num_classes, seed, worker, first_batch):
+    """The batches, mixed when `mixing` is on (mixing.mix_batches)."""
+    if mixing is None or not mixing.enabled:
+        return batches
+    return mixes.mix_batches(batches, mixing, num_classes=num_classes, seed=seed, worker=worker,
+                             first_batch=first_batch)
 
 
 class _Source:
@@ -39,8 +49,14 @@ class _FileBacked:
                  val_subset: str = "validation", num_classes: Optional[int] = None,
                  image_size: int = 224, preprocessing: str = "vendor",
                  num_parallel_calls: int = pipeline.AUTOTUNE, deterministic: bool = False,
-                 shuffle_buffer: int = 8192, skip_corrupt: bool = False):
+                 shuffle_buffer: int = 8192, skip_corrupt: bool = False,
+                 randaugment: Optional[augment.RandAugment] = None,
+                 random_erasing: float = 0.0, mixing: Optional[mixes.Mixing] = None):
         styles.check_style(preprocessing)
+        if not 0 <= random_erasing <= 1:
+            raise ValueError(f"the random erasing probability must be in [0, 1], not "
+                             f"{random_erasing}")
+        self.randaugment, self.random_erasing, self.mixing = randaugment, random_erasing, mixing
         self.dataset_dir = dataset_dir
         self.subsets = {"train": train_subset, "validation": val_subset}
         self.num_classes = num_classes
@@ -68,12 +84,15 @@ class _FileBacked:
         return [(paths.index(path), index) for path, index, _ in self.bad_examples(split)]
 
     def train_dataset(self, batch_size, *, shard_index=0, num_shards=1, seed=0, start_example=0):
-        return pipeline.train_dataset(
+        batches = pipeline.train_dataset(
             self.source("train"), batch_size=batch_size, image_size=self.image_size,
             shard_index=shard_index, num_shards=num_shards, seed=seed,
             start_example=start_example, style=self.style,
             num_parallel_calls=self.num_parallel_calls, deterministic=self.deterministic,
-            shuffle_buffer=self.shuffle_buffer, skip_examples=self._skip_examples("train"))
+            shuffle_buffer=self.shuffle_buffer, skip_examples=self._skip_examples("train"),
+            randaugment=self.randaugment, random_erasing=self.random_erasing)
+        return _mixed(batches, self.mixing, num_classes=self.num_classes, seed=seed,
+                      worker=shard_index, first_batch=start_example // batch_size)
 
     def eval_dataset(self, batch_size, *, shard_index=0, num_shards=1):
         return pipeline.eval_dataset(
@@ -198,8 +217,10 @@ class Synthetic:
     measuring compute alone."""
 
     def __init__(self, *, image_size: int = 224, num_classes: int = 1000,
-                 num_train_examples: int = 1_281_167, num_val_examples: int = 50_000):
+                 num_train_examples: int = 1_281_167, num_val_examples: int = 50_000,
+                 mixing: Optional[mixes.Mixing] = None):
         self.image_size, self.num_classes = image_size, num_classes
+        self.mixing = mixing
         self.class_names = None
         self._counts = {"train": num_train_examples, "validation": num_val_examples}
 
@@ -214,7 +235,9 @@ class Synthetic:
         return images, labels
 
     def train_dataset(self, batch_size, *, shard_index=0, num_shards=1, seed=0, start_example=0):
-        return tf.data.Dataset.from_tensors(self._batch(batch_size, seed + shard_index)).repeat()
+        batches = tf.data.Dataset.from_tensors(self._batch(batch_size, seed + shard_index))
+        return _mixed(batches.repeat(), self.mixing, num_classes=self.num_classes, seed=seed,
+                      worker=shard_index, first_batch=start_example // batch_size)
 
     def eval_batches(self, batch_size, num_shards=1):
         counts = [self._counts["validation"]]

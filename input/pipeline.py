@@ -89,11 +89,13 @@ def train_dataset(source, *, batch_size: int, image_size: int, shard_index: int 
                   num_shards: int = 1, seed: int = 0, start_example: int = 0,
                   style: str = "vendor", num_parallel_calls: int = AUTOTUNE,
                   deterministic: bool = False, shuffle_buffer: int = 8192,
-                  skip_examples=()) -> tf.data.Dataset:
+                  skip_examples=(), randaugment=None,
+                  random_erasing: float = 0.0) -> tf.data.Dataset:
     """Endless (images [B, S, S, 3], labels [B] int32) batches for this worker.
 
     start_example: examples this worker already consumed (resume = steps done x batch_size).
     skip_examples: (unit id, index) pairs to leave out (known-corrupt records).
+    randaugment, random_erasing: per-example augmentations (preprocessing.train_image).
     """
     ids, record_shard = _worker_units(len(source.counts), shard_index, num_shards)
     per_epoch = examples_per_worker(source.counts, shard_index, num_shards, skip_examples)
@@ -120,8 +122,9 @@ def train_dataset(source, *, batch_size: int, image_size: int, shard_index: int 
     def decode(number, element):
         unit, index, payload = element
         encoded, label = source.parse(unit, index, payload)
-        image = preprocessing.train_image(encoded, image_size,
-                                          tf.stack([tf.cast(seed, tf.int64), number]), style)
+        image = preprocessing.train_image(
+            encoded, image_size, tf.stack([tf.cast(seed, tf.int64), number]), style,
+            randaugment=randaugment, random_erasing=random_erasing)
         return image, label
 
     stream = stream.map(decode, num_parallel_calls=num_parallel_calls,

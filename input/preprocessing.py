@@ -8,11 +8,15 @@
             to size / 0.875 then central crop; ImageNet mean/std normalization, which
             Keras-pretrained DenseNets expect.
 
-Randomness is stateless, from a per-example seed pair, so that a pipeline can be replayed exactly.
+Either style may add RandAugment and random erasing (input/augment.py) after the flip, as timm
+does. Randomness is stateless, from a per-example seed pair, so that a pipeline can be replayed
+exactly; the augmentations draw from seeds folded from it, so the crop and flip stay the same.
 JPEGs take the fused decode-and-crop path; PNGs and other formats are decoded whole, then cropped.
 Greyscale and CMYK images come out as 3-channel RGB.
 """
 import tensorflow as tf
+
+from input import augment
 
 STYLES = ("vendor", "inception")
 _MEAN = (0.485, 0.456, 0.406)
@@ -59,14 +63,17 @@ def decode_crop(encoded, offset_y, offset_x, height, width):
     return tf.cond(tf.io.is_jpeg(encoded), jpeg, other)
 
 
-def train_image(encoded, size, example_seed, style="vendor"):
+def train_image(encoded, size, example_seed, style="vendor", *, randaugment=None,
+                random_erasing=0.0):
     """A randomly cropped, resized and flipped float32 [size, size, 3] image.
 
     example_seed: int32/int64 [2], e.g. (run seed, example number): the same pair gives the same
-    image.
+    image. randaugment: an augment.RandAugment, applied to the uint8 pixels after the flip;
+    random_erasing: the probability of erasing a box of the normalized image.
     """
     shape = _image_shape(encoded)
-    seeds = tf.random.experimental.stateless_split(tf.cast(example_seed, tf.int64), 2)
+    example_seed = tf.cast(example_seed, tf.int64)
+    seeds = tf.random.experimental.stateless_split(example_seed, 2)
     begin, crop_size, _ = tf.image.stateless_sample_distorted_bounding_box(
         shape, bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]), seed=seeds[0],
         max_attempts=100, use_image_if_no_bounding_boxes=True, **CROP_SETTINGS[style])
@@ -74,7 +81,16 @@ def train_image(encoded, size, example_seed, style="vendor"):
     image = tf.image.resize(tf.image.convert_image_dtype(image, tf.float32), [size, size],
                             method="bilinear")
     image = tf.image.stateless_random_flip_left_right(image, seeds[1])
-    return _normalize_float(image, style)
+    if randaugment is not None:
+        # timm augments Pillow images: uint8 pixels, rounded from the resize.
+        pixels = tf.cast(tf.round(tf.clip_by_value(image * 255.0, 0.0, 255.0)), tf.uint8)
+        pixels = randaugment(pixels, tf.random.experimental.stateless_fold_in(example_seed, 1))
+        image = tf.cast(pixels, tf.float32) / 255.0
+    image = _normalize_float(image, style)
+    if random_erasing:
+        image = augment.random_erasing(
+            image, tf.random.experimental.stateless_fold_in(example_seed, 2), random_erasing)
+    return image
 
 
 def _normalize_float(image01, style):

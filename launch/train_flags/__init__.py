@@ -1,7 +1,7 @@
 """Flags of `python -m launch.train`: the vendor recipe's, by name, type and default, then ours,
-one module per concern (recipe, input, model, optimization, loop), which is how --helpfull
-groups them. Validators end a bad command line with one line naming the flag, exit code 1,
-before any TensorFlow graph is built.
+one module per concern (recipe, input, augmentation, model, optimization, loop), which is how
+--helpfull groups them. Validators end a bad command line with one line naming the flag, exit
+code 1, before any TensorFlow graph is built.
 
 This package is also the one mapping from flags to objects: `net_options`, `input_options`.
 Importing it defines nothing; `define(flags.FLAGS)` does (launch.train).
@@ -11,11 +11,12 @@ import os
 from absl import flags
 
 from engine import distributed
+from input import augment, mixing
+from launch.train_flags import augmentation, loop, model, optimization, recipe
 from launch.train_flags import input as input_flags
-from launch.train_flags import loop, model, optimization, recipe
 
 FLAGS = flags.FLAGS
-CONCERNS = (recipe, input_flags, model, optimization, loop)
+CONCERNS = (recipe, input_flags, augmentation, model, optimization, loop)
 COMPUTE_DTYPES = {"fp32": "float32", "bf16": "bfloat16"}  # --dtype -> nets' compute_dtype
 
 
@@ -42,13 +43,19 @@ def net_options(fv: flags.FlagValues, *, seed: int = 0) -> dict:
 
 def input_options(fv: flags.FlagValues) -> dict:
     """input.build(fv.input, **input_options(fv)): the input that these flags describe."""
+    mixes = mixing.Mixing(mixup_alpha=fv.mixup_alpha, cutmix_alpha=fv.cutmix_alpha,
+                          prob=fv.mix_prob)
+    mixes = mixes if mixes.enabled else None
     if fv.input == "synthetic":
-        return dict(num_classes=fv.num_classes or 1000, image_size=fv.image_size)
+        return dict(num_classes=fv.num_classes or 1000, image_size=fv.image_size, mixing=mixes)
     return dict(dataset_dir=fv.dataset_dir, train_subset=fv.train_subset,
                 val_subset=fv.val_subset, num_classes=fv.num_classes, image_size=fv.image_size,
                 preprocessing=fv.preprocessing, num_parallel_calls=fv.dataset_num_parallel_calls,
                 deterministic=fv.deterministic, shuffle_buffer=fv.shuffle_buffer,
-                skip_corrupt=fv.skip_corrupt)
+                skip_corrupt=fv.skip_corrupt, mixing=mixes,
+                randaugment=(augment.RandAugment.parse(fv.randaugment) if fv.randaugment
+                             else None),
+                random_erasing=fv.random_erasing)
 
 
 def profile_window(fv: flags.FlagValues = FLAGS):
@@ -106,6 +113,11 @@ def _register_validators(fv):
     check("dropout_rate", lambda v: 0 <= v < 1, "--dropout_rate must be in [0, 1)")
     check("image_size", lambda v: v >= 32,
           "--image_size must be at least 32 (five 2x downsamplings)")
+    check("randaugment", _randaugment_ok, "--randaugment must be M,N[,S]")
+    check("random_erasing", lambda v: 0 <= v <= 1, "--random_erasing must be in [0, 1]")
+    check("mix_prob", lambda v: 0 <= v <= 1, "--mix_prob must be in [0, 1]")
+    for name in ("mixup_alpha", "cutmix_alpha"):
+        check(name, lambda v: v >= 0, f"--{name} must not be negative (0: off)")
     check("profile_steps", _window_ok,
           "--profile_steps must be START,END with 0 <= START < END")
 
@@ -127,12 +139,26 @@ def _register_validators(fv):
           lambda v: not v["resume_from_epoch"] or v["resume_from_checkpoint_path"] is not None,
           "--resume_from_epoch needs --resume_from_checkpoint_path")
     multi(["input", "dataset_dir"], _dataset_dir_exists)
+    multi(["input", "randaugment", "random_erasing"],
+          lambda v: v["input"] != "synthetic" or not (v["randaugment"] or v["random_erasing"]),
+          "--randaugment and --random_erasing augment decoded images; --input=synthetic has "
+          "none")
     multi(["jit_compile", "deterministic"],
           lambda v: not (v["jit_compile"] and v["deterministic"]),
           "--jit_compile cannot be --deterministic: XLA has no deterministic max-pool gradient")
     for name, allow_file in (("resume_from_checkpoint_path", False),
                              ("evaluate_checkpoint_path", False), ("init_checkpoint", True)):
         multi([name], _checkpoint_exists(name, allow_file))
+
+
+def _randaugment_ok(text):
+    if text is None:
+        return True
+    try:
+        augment.RandAugment.parse(text)
+    except ValueError as e:
+        raise flags.ValidationError(f"--randaugment: {e}") from None
+    return True
 
 
 def _window_ok(text):
