@@ -19,7 +19,9 @@ conv_floor: a ceiling for any training step built on TF's kernels: every convolu
 loop_overhead: the loop alone, on a net whose step takes milliseconds: engine.Trainer against a
     bare loop of the same compiled step (see launch/loop_benchmark.py).
 input: images/s of the imagenet input module's training pipeline against a bare tf.data loop of
-    read -> parse -> fused decode-and-crop -> resize over the same files, alternating, medians.
+    read -> parse -> fused decode-and-crop -> resize over the same files, and of the pipeline
+    with each augmentation (RandAugment m9-n2, + random erasing 0.25, + mixup 0.2 / CutMix
+    1.0), alternating, medians, each with its ratio to the plain pipeline.
     Uses --dataset_dir, or writes --input_images procedurally drawn JPEGs of 320 x 320 first.
 """
 import json
@@ -138,7 +140,7 @@ def input_benchmark():
     import tensorflow as tf
 
     import input as inputs
-    from input import demo_data, preprocessing, records
+    from input import augment, demo_data, mixing, preprocessing, records
 
     data_dir = FLAGS.dataset_dir
     if data_dir is None:
@@ -146,7 +148,16 @@ def input_benchmark():
         per_class = FLAGS.input_images // len(demo_data.CLASS_NAMES)
         demo_data.write_demo_data(data_dir, per_class, 2, size=320, train_shards=8)
     size, batch = FLAGS.image_size, FLAGS.batch_size
-    module = inputs.build("imagenet", dataset_dir=data_dir, image_size=size)
+    randaugment = augment.RandAugment(magnitude=9, num_layers=2)
+    variants = {  # row -> the input module's augmentation options
+        "plain": {},
+        "randaugment_m9_n2": dict(randaugment=randaugment),
+        "randaugment_erasing": dict(randaugment=randaugment, random_erasing=0.25),
+        "randaugment_erasing_mix": dict(
+            randaugment=randaugment, random_erasing=0.25,
+            mixing=mixing.Mixing(mixup_alpha=0.2, cutmix_alpha=1.0))}
+    modules = {name: inputs.build("imagenet", dataset_dir=data_dir, image_size=size, **options)
+               for name, options in variants.items()}
     files = records.list_shards(data_dir, "train")
 
     def bare():
@@ -173,17 +184,20 @@ def input_benchmark():
             next(iterator)
         return FLAGS.input_batches * batch / (time.perf_counter() - start)
 
-    pipeline_rates, bare_rates = [], []
+    rates = {name: [] for name in [*variants, "bare_loop"]}
     for _ in range(FLAGS.repeats):
-        pipeline_rates.append(rate(module.train_dataset(batch, seed=1)))
-        bare_rates.append(rate(bare()))
-        print(f"input: pipeline {pipeline_rates[-1]:.1f} img/s, bare loop {bare_rates[-1]:.1f}"
-              f" img/s", file=sys.stderr)
-    pipeline_median, bare_median = statistics.median(pipeline_rates), statistics.median(bare_rates)
+        for name, module in modules.items():
+            rates[name].append(rate(module.train_dataset(batch, seed=1)))
+        rates["bare_loop"].append(rate(bare()))
+        print("input: " + ", ".join(f"{name} {r[-1]:.1f}" for name, r in rates.items())
+              + " img/s", file=sys.stderr)
+    medians = {name: statistics.median(r) for name, r in rates.items()}
     return {"mode": "input", "image_size": size, "batch_size": batch, "repeats": FLAGS.repeats,
-            "dataset_dir": data_dir, "pipeline_images_per_sec": round(pipeline_median, 1),
-            "bare_loop_images_per_sec": round(bare_median, 1),
-            "ratio": round(pipeline_median / bare_median, 3)}
+            "dataset_dir": data_dir,
+            "images_per_sec": {name: round(m, 1) for name, m in medians.items()},
+            "ratio_to_plain": {name: round(m / medians["plain"], 3)
+                               for name, m in medians.items()},
+            "plain_to_bare_loop": round(medians["plain"] / medians["bare_loop"], 3)}
 
 
 def train_worker():

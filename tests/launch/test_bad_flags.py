@@ -36,6 +36,13 @@ def refused(args, env=None):
     (["--resume_from_checkpoint_path=/nowhere/ckpt-1"],
      "--resume_from_checkpoint_path /nowhere/ckpt-1: no such checkpoint"),
     (["--no_such_flag=1"], "Unknown command line flag 'no_such_flag'"),
+    (["--randaugment=11,2"], "--randaugment: RandAugment magnitude must be in [0, 10]"),
+    (["--randaugment=9"], "--randaugment: RandAugment takes M,N[,S], not '9'"),
+    (["--random_erasing=1.5"], "--random_erasing must be in [0, 1]"),
+    (["--mixup_alpha=-1"], "--mixup_alpha must not be negative"),
+    (["--mix_prob=2"], "--mix_prob must be in [0, 1]"),
+    (["--input=synthetic", "--randaugment=9,2"],
+     "--randaugment and --random_erasing augment decoded images; --input=synthetic has none"),
 ])
 def test_bad_flag_is_named(args, message, small_data, tmp_path):
     base = [f"--dataset_dir={small_data}", f"--model_dir={tmp_path}"]

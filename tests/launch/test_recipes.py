@@ -12,11 +12,25 @@ import pytest
 
 from tests import helpers
 
-pytestmark = pytest.mark.slow
 RECIPES = os.path.join(helpers.REPO, "launch", "recipes")
 HOROVODRUN = os.path.join(os.path.dirname(sys.executable), "horovodrun")
 SMALL = ["--epochs=1", "--steps_per_epoch=1", "--validation_steps=1", "--image_size=64",
          "--log_steps=1", "--save_summary_steps=1", "--norun_on_hpu"]
+
+
+@pytest.mark.smoke
+@pytest.mark.parametrize("recipe", sorted(os.listdir(RECIPES)))
+def test_every_recipe_parses_into_its_input(recipe):
+    """Every flag of every recipe exists and its value parses, down to the input options."""
+    from absl import flags
+
+    from launch import train_flags
+    fv = flags.FlagValues()
+    train_flags.define(fv, validate=False)
+    fv(["train", f"--flagfile={os.path.join(RECIPES, recipe)}"])
+    options = train_flags.input_options(fv)
+    if recipe.endswith("_ra.flags"):
+        assert options["randaugment"].magnitude == 7 and options["mixing"].cutmix_alpha == 1.0
 
 
 def read_events(folder):
@@ -32,13 +46,18 @@ def read_events(folder):
             for tag in accumulator.Tags()["tensors"]}
 
 
-@pytest.mark.parametrize("recipe,workers", [("hpu_1card_bf16_b256_90ep", 1),
-                                            ("hpu_1card_fp32_b128_1ep", 1),
-                                            ("hpu_8cards_bf16_b1024_90ep", 2)])
-def test_recipe_command_runs_and_leaves_its_files(recipe, workers, small_data, tmp_path):
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe,workers,extra", [
+    ("hpu_1card_bf16_b256_90ep", 1, []),
+    ("hpu_1card_fp32_b128_1ep", 1, []),
+    ("hpu_8cards_bf16_b1024_90ep", 2, []),
+    # Ours, with every augmentation and the EMA; one worker, a batch a CPU trains quickly.
+    ("hpu_8cards_bf16_b1024_ra", 1, ["--batch_size=32", "--nouse_hpu_strategy"])])
+def test_recipe_command_runs_and_leaves_its_files(recipe, workers, extra, small_data,
+                                                  tmp_path):
     flagfile = os.path.join(RECIPES, f"{recipe}.flags")
     args = [f"--flagfile={flagfile}", f"--dataset_dir={small_data}", f"--model_dir={tmp_path}",
-            *SMALL]
+            *SMALL, *extra]
     if workers == 1:
         helpers.run_train(args, timeout=900)
     else:
