@@ -1,13 +1,17 @@
 """RandAugment and random erasing: per-example TF ops, stateless, for the parallel map.
 
-RandAugment (Cubuk et al. 2019) as timm's `rand-m{M}-n{N}-mstd{S}-inc1`, the level mapping of
-timm's published RandAugment recipes: N ops per image, each drawn uniformly from `OPS` and applied
-with probability 0.5, at magnitude M (0-10) plus Gaussian noise of std S (S = inf: uniform in
-[0, M]), clipped to [0, 10]. Every op strengthens with the magnitude; rotate, shear, translate
-and the four enhancements go either way (a random sign). The ops follow Pillow's
-(ImageOps/ImageEnhance/Image.transform, which timm calls) on uint8 pixels, down to its
-rounding, so that RandAugment means here what it means there; tests/input/test_augment.py
-compares them op by op.
+RandAugment (Cubuk et al. 2019) as timm's `rand-m{M}-n{N}-mstd{S}[-inc1]`: N ops per image, each
+drawn uniformly from `OPS` and applied with probability 0.5, at magnitude M (0-10) plus Gaussian
+noise of std S (S = inf: uniform in [0, M]), clipped to [0, 10]. Rotate, shear and translate go
+either way (a random sign). timm has two level mappings, and so do we:
+  default   timm's `_RAND_TRANSFORMS`: solarize's threshold and posterize's kept bits rise with M
+            (so they weaken), the enhancements' factor is 0.1 + 1.8 M / 10 (weaker below 5,
+            stronger above);
+  inc1      timm's `_RAND_INCREASING_TRANSFORMS`, which its published RandAugment recipes use:
+            every op strengthens with M, the enhancements by 1 +- 0.9 M / 10.
+The ops follow Pillow (ImageOps/ImageEnhance/Image.transform, which timm calls) on uint8
+pixels, down to its rounding, so that RandAugment means here what it means there;
+tests/input/test_augment.py compares them op by op.
 
 Random erasing (Zhong et al. 2017) as timm's `--reprob P --remode pixel`: with probability P, a
 box of 2-33% of the image with aspect 0.3-3.3 is filled with per-pixel normal noise, on the
@@ -18,15 +22,14 @@ pixels on every run, worker count and TF version.
 """
 import dataclasses
 import math
+import re
 
 import tensorflow as tf
 
 OPS = ("identity", "autocontrast", "equalize", "rotate", "solarize", "color", "posterize",
        "contrast", "brightness", "sharpness", "shear_x", "shear_y", "translate_x",
        "translate_y")
-# At magnitude 0 these still change the image: autocontrast and equalize take no magnitude, and
-# timm's increasing posterize keeps 4 bits at 0 (down to 1 bit at 10).
-NOT_IDENTITY_AT_ZERO = ("autocontrast", "equalize", "posterize")
+ENHANCEMENTS = ("color", "contrast", "brightness", "sharpness")
 MAX_LEVEL = 10.0
 # timm fills the corners that geometric ops uncover with the ImageNet mean, in grey levels.
 FILL = (124, 116, 104)
@@ -178,9 +181,20 @@ def translate_y(image, fraction):
                           fraction * tf.cast(tf.shape(image)[0], tf.float32)))
 
 
-def apply_op(image, name, level, sign=1.0):
-    """uint8 [H, W, 3] -> uint8: op `name` at magnitude `level` (0-10) with timm's inc1 level
-    mapping; `sign` (+1 or -1) is the direction of the ops that have one."""
+def not_identity_at_zero(increasing: bool) -> tuple:
+    """The ops that change an image at magnitude 0: autocontrast and equalize take no
+    magnitude; posterize keeps at most 4 bits (timm: 4 down to 0 with inc1, 0 up to 4
+    without); without inc1, solarize inverts every level at 0 and the enhancements' factor is
+    0.1."""
+    if increasing:
+        return ("autocontrast", "equalize", "posterize")
+    return ("autocontrast", "equalize", "posterize", "solarize", *ENHANCEMENTS)
+
+
+def apply_op(image, name, level, sign=1.0, *, increasing: bool = False):
+    """uint8 [H, W, 3] -> uint8: op `name` at magnitude `level` (0-10) with timm's level
+    mapping (`increasing`: its inc1 one); `sign` (+1 or -1) is the direction of the ops that
+    have one."""
     level = tf.cast(level, tf.float32) / MAX_LEVEL
     sign = tf.cast(sign, tf.float32)
     if name == "identity":
@@ -192,12 +206,15 @@ def apply_op(image, name, level, sign=1.0):
     if name == "rotate":
         return rotate(image, sign * level * 30.0)
     if name == "solarize":
-        return solarize(image, 256 - tf.minimum(256, tf.cast(tf.floor(level * 256), tf.int32)))
+        threshold = tf.minimum(256, tf.cast(tf.floor(level * 256), tf.int32))
+        return solarize(image, 256 - threshold if increasing else threshold)
     if name == "posterize":
-        # timm keeps 4 - floor(4 level) bits; at least 1, as Pillow >= 10 refuses 0 (black).
-        return posterize(image, tf.maximum(1, 4 - tf.cast(tf.floor(level * 4), tf.int32)))
-    if name in ("color", "contrast", "brightness", "sharpness"):
-        factor = tf.maximum(0.1, 1.0 + sign * level * 0.9)
+        bits = tf.cast(tf.floor(level * 4), tf.int32)
+        # At least 1 bit: Pillow refuses 0 (an all-black image) since version 10.
+        return posterize(image, tf.maximum(1, 4 - bits if increasing else bits))
+    if name in ENHANCEMENTS:
+        factor = (tf.maximum(0.1, 1.0 + sign * level * 0.9) if increasing
+                  else level * 1.8 + 0.1)
         return {"color": color, "contrast": contrast, "brightness": brightness,
                 "sharpness": sharpness}[name](image, factor)
     if name in ("shear_x", "shear_y"):
@@ -211,11 +228,13 @@ def apply_op(image, name, level, sign=1.0):
 @dataclasses.dataclass(frozen=True)
 class RandAugment:
     """`num_layers` random ops at `magnitude` (0-10), +- Gaussian noise of `magnitude_std`
-    (inf: uniform in [0, magnitude]), each applied with probability `prob`."""
+    (inf: uniform in [0, magnitude]), each applied with probability `prob`; `increasing`:
+    timm's inc1 level mapping."""
     magnitude: float
     num_layers: int = 2
     magnitude_std: float = 0.0
     prob: float = 0.5
+    increasing: bool = False
 
     def __post_init__(self):
         if not 0 <= self.magnitude <= MAX_LEVEL:
@@ -229,16 +248,41 @@ class RandAugment:
 
     @classmethod
     def parse(cls, text: str) -> "RandAugment":
-        """'M,N[,S]' (e.g. '9,2,0.5') -> RandAugment; ValueError naming what is wrong."""
+        """'M,N[,S]' (e.g. '9,2,0.5', timm's rand-m9-n2-mstd0.5) or a timm string
+        ('rand-m7-n2-mstd0.5-inc1'; n defaults to 2) -> RandAugment; ValueError naming what is
+        wrong."""
+        if text.startswith("rand"):
+            return cls._parse_timm(text)
         parts = [p.strip() for p in text.split(",")]
         if len(parts) not in (2, 3):
-            raise ValueError(f"RandAugment takes M,N[,S], not {text!r}")
+            raise ValueError(f"RandAugment takes M,N[,S] or rand-mM-nN[-mstdS][-inc1], not "
+                             f"{text!r}")
         try:
             magnitude, num_layers = float(parts[0]), int(parts[1])
             std = float(parts[2]) if len(parts) == 3 else 0.0
         except ValueError:
             raise ValueError(f"RandAugment takes numbers M,N[,S], not {text!r}") from None
         return cls(magnitude=magnitude, num_layers=num_layers, magnitude_std=std)
+
+    @classmethod
+    def _parse_timm(cls, text):
+        keys = {"m": "magnitude", "n": "num_layers", "mstd": "magnitude_std",
+                "inc": "increasing"}
+        options = {}
+        for part in text.split("-")[1:]:
+            match = re.fullmatch(r"([a-z]+?)(inf|[0-9.]+)", part)
+            if not match or match.group(1) not in keys:
+                raise ValueError(f"RandAugment: unknown part {part!r} of {text!r} (takes m, n, "
+                                 f"mstd, inc)")
+            key, value = match.groups()
+            try:
+                options[keys[key]] = (int(value) if key == "n" else bool(int(value))
+                                      if key == "inc" else float(value))
+            except ValueError:
+                raise ValueError(f"RandAugment: {part!r} of {text!r} is not a number") from None
+        if "magnitude" not in options:
+            raise ValueError(f"RandAugment: {text!r} names no magnitude (rand-mM...)")
+        return cls(**options)
 
     def _level(self, seed):
         if math.isinf(self.magnitude_std):
@@ -257,7 +301,9 @@ class RandAugment:
             applied = tf.random.stateless_uniform([], seeds[1]) < self.prob
             sign = tf.where(tf.random.stateless_uniform([], seeds[2]) < 0.5, -1.0, 1.0)
             level = self._level(seeds[3])
-            branches = [lambda name=name: apply_op(image, name, level, sign) for name in OPS]
+            branches = [lambda name=name: apply_op(image, name, level, sign,
+                                                   increasing=self.increasing)
+                        for name in OPS]
             shape = image.shape
             image = tf.cond(applied, lambda: tf.switch_case(which, branches),
                             lambda: tf.identity(image))

@@ -6,8 +6,9 @@ from absl import flags
 def define(fv: flags.FlagValues):
     flags.DEFINE_string("randaugment", None, "RandAugment as M,N[,S]: N ops per image at "
                         "magnitude M (0-10), Gaussian magnitude noise of std S (inf: uniform "
-                        "in [0, M]); timm's rand-mM-nN-mstdS-inc1. Off by default.",
-                        flag_values=fv)
+                        "in [0, M]), as timm's rand-mM-nN-mstdS; or a timm string such as "
+                        "rand-m7-n2-mstd0.5-inc1 (inc1: every op strengthens with M). Off by "
+                        "default.", flag_values=fv)
     flags.DEFINE_float("random_erasing", 0.0, "Probability of erasing one random box of each "
                        "training image with noise (timm's --reprob, pixel mode).",
                        flag_values=fv)

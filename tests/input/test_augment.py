@@ -21,8 +21,9 @@ def photographs():
     return [Image.open(os.path.join(SAMPLE_DATA, name)).convert("RGB") for name in PHOTOS]
 
 
-def pillow_op(photo, name, level, sign):
-    """timm's op `name` (auto_augment.py, rand-...-inc1 level mapping) with Pillow."""
+def pillow_op(photo, name, level, sign, increasing):
+    """timm's op `name` with Pillow (auto_augment.py: `increasing` is its inc1 level mapping,
+    else its default one)."""
     fraction = level / 10
     geometry = dict(resample=Image.BILINEAR, fillcolor=augment.FILL)
     if name == "identity":
@@ -34,14 +35,18 @@ def pillow_op(photo, name, level, sign):
     if name == "rotate":
         return photo.rotate(sign * fraction * 30, **geometry)
     if name == "solarize":
-        return ImageOps.solarize(photo, 256 - min(256, int(fraction * 256)))
+        threshold = min(256, int(fraction * 256))
+        return ImageOps.solarize(photo, 256 - threshold if increasing else threshold)
     if name == "posterize":
-        return ImageOps.posterize(photo, max(1, 4 - int(fraction * 4)))
-    if name in ("color", "contrast", "brightness", "sharpness"):
+        bits = int(fraction * 4)
+        # timm would ask for 0 bits, which Pillow >= 10 refuses: at least 1, as ours.
+        return ImageOps.posterize(photo, max(1, 4 - bits if increasing else bits))
+    if name in augment.ENHANCEMENTS:
         enhancer = {"color": ImageEnhance.Color, "contrast": ImageEnhance.Contrast,
                     "brightness": ImageEnhance.Brightness,
                     "sharpness": ImageEnhance.Sharpness}[name]
-        return enhancer(photo).enhance(max(0.1, 1 + sign * fraction * 0.9))
+        factor = max(0.1, 1 + sign * fraction * 0.9) if increasing else fraction * 1.8 + 0.1
+        return enhancer(photo).enhance(factor)
     w, h = photo.size
     matrix = {"shear_x": (1, sign * fraction * 0.3, 0, 0, 1, 0),
               "shear_y": (1, 0, 0, sign * fraction * 0.3, 1, 0),
@@ -51,16 +56,17 @@ def pillow_op(photo, name, level, sign):
 
 
 @pytest.mark.smoke
+@pytest.mark.parametrize("increasing", [False, True], ids=["default", "inc1"])
 @pytest.mark.parametrize("name", augment.OPS)
-def test_op_agrees_with_pillow(name):
+def test_op_agrees_with_pillow(name, increasing):
     for photo in photographs():
         pixels = tf.constant(np.asarray(photo))
         for level in (0, 5, 10):
             for sign in (1, -1):
-                expected = np.asarray(pillow_op(photo, name, level, sign)).astype(np.int32)
-                got = augment.apply_op(pixels, name, level, sign).numpy().astype(np.int32)
+                expected = np.asarray(pillow_op(photo, name, level, sign, increasing))
+                got = augment.apply_op(pixels, name, level, sign, increasing=increasing)
                 assert got.shape == expected.shape
-                difference = np.abs(got - expected)
+                difference = np.abs(got.numpy().astype(np.int32) - expected.astype(np.int32))
                 where = f"{name} at {level}, sign {sign}, {photo.size}"
                 if name in GEOMETRIC:
                     # TF interpolates in float32, Pillow in double, and both truncate: a value
@@ -76,13 +82,14 @@ def test_op_agrees_with_pillow(name):
                     assert difference.max() == 0, where
 
 
+@pytest.mark.parametrize("increasing", [False, True], ids=["default", "inc1"])
 @pytest.mark.parametrize("name", augment.OPS)
-def test_magnitude_zero_is_identity_except_where_it_cannot_be(name):
+def test_magnitude_zero_is_identity_except_where_it_cannot_be(name, increasing):
     # Halved contrast: the photo itself already spans 0-255, which autocontrast leaves alone.
     photo = (np.asarray(photographs()[0]) // 2 + 40).astype(np.uint8)
     for sign in (1, -1):
-        got = augment.apply_op(tf.constant(photo), name, 0, sign).numpy()
-        if name in augment.NOT_IDENTITY_AT_ZERO:
+        got = augment.apply_op(tf.constant(photo), name, 0, sign, increasing=increasing).numpy()
+        if name in augment.not_identity_at_zero(increasing):
             assert not np.array_equal(got, photo), name
         else:
             np.testing.assert_array_equal(got, photo, err_msg=name)
@@ -91,8 +98,13 @@ def test_magnitude_zero_is_identity_except_where_it_cannot_be(name):
 def test_parse_names_what_is_wrong():
     assert augment.RandAugment.parse("9,2") == augment.RandAugment(9.0, 2, 0.0)
     assert augment.RandAugment.parse("7,2,inf").magnitude_std == float("inf")
+    assert augment.RandAugment.parse("rand-m7-n2-mstd0.5-inc1") == augment.RandAugment(
+        7.0, 2, 0.5, increasing=True)
+    assert augment.RandAugment.parse("rand-m9-mstdinf") == augment.RandAugment(
+        9.0, 2, float("inf"))
     for text, words in (("11,2", "magnitude"), ("9", "M,N"), ("9,0", "at least one"),
-                        ("a,2", "numbers"), ("9,2,-1", "std")):
+                        ("a,2", "numbers"), ("9,2,-1", "std"), ("rand-n2", "no magnitude"),
+                        ("rand-m9-x1", "unknown part 'x1'")):
         with pytest.raises(ValueError, match=words):
             augment.RandAugment.parse(text)
 
@@ -131,9 +143,10 @@ def replay_digests():
     import hashlib
     with open(os.path.join(SAMPLE_DATA, "grace_hopper.jpg"), "rb") as f:
         encoded = tf.constant(f.read())
-    policy = augment.RandAugment(magnitude=9, num_layers=2, magnitude_std=0.5)
     out = {}
     for style in preprocessing.STYLES:
+        policy = augment.RandAugment(magnitude=9, num_layers=2, magnitude_std=0.5,
+                                     increasing=style == "inception")
         for example in range(6):
             image = preprocessing.train_image(encoded, 64, tf.constant([7, example], tf.int64),
                                               style, randaugment=policy, random_erasing=0.5)

@@ -37,7 +37,7 @@ def refused(args, env=None):
      "--resume_from_checkpoint_path /nowhere/ckpt-1: no such checkpoint"),
     (["--no_such_flag=1"], "Unknown command line flag 'no_such_flag'"),
     (["--randaugment=11,2"], "--randaugment: RandAugment magnitude must be in [0, 10]"),
-    (["--randaugment=9"], "--randaugment: RandAugment takes M,N[,S], not '9'"),
+    (["--randaugment=9"], "--randaugment: RandAugment takes M,N[,S] or rand-mM-nN"),
     (["--random_erasing=1.5"], "--random_erasing must be in [0, 1]"),
     (["--mixup_alpha=-1"], "--mixup_alpha must not be negative"),
     (["--mix_prob=2"], "--mix_prob must be in [0, 1]"),

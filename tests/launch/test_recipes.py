@@ -24,13 +24,15 @@ def test_every_recipe_parses_into_its_input(recipe):
     """Every flag of every recipe exists and its value parses, down to the input options."""
     from absl import flags
 
+    from input import augment
     from launch import train_flags
     fv = flags.FlagValues()
     train_flags.define(fv, validate=False)
     fv(["train", f"--flagfile={os.path.join(RECIPES, recipe)}"])
     options = train_flags.input_options(fv)
     if recipe.endswith("_ra.flags"):
-        assert options["randaugment"].magnitude == 7 and options["mixing"].cutmix_alpha == 1.0
+        assert options["randaugment"] == augment.RandAugment(7, 2, 0.5, increasing=True)
+        assert options["mixing"].cutmix_alpha == 1.0
 
 
 def read_events(folder):
