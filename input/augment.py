@@ -21,6 +21,7 @@ All randomness comes from the example's seed pair, so the same (seed, example) g
 pixels on every run, worker count and TF version.
 """
 import dataclasses
+import functools
 import math
 import re
 
@@ -45,9 +46,14 @@ def _as_uint8(values):
 
 
 def _blend(degenerate, image, factor):
-    """Pillow's Image.blend(degenerate, image, factor), which ImageEnhance uses."""
-    degenerate, image = _as_float(degenerate), _as_float(image)
-    return _as_uint8(degenerate + factor * (image - degenerate))
+    """Pillow's Image.blend(degenerate, image, factor), which ImageEnhance uses: float32
+    product, then float32 sum. The product is formed exactly in float64 and rounded once, so
+    that XLA cannot fuse the two roundings into one multiply-add and land on the other side
+    of an integer."""
+    degenerate = _as_float(degenerate)
+    difference = tf.cast(image, tf.float64) - tf.cast(degenerate, tf.float64)
+    product = tf.cast(tf.cast(factor, tf.float64) * difference, tf.float32)
+    return _as_uint8(degenerate + product)
 
 
 def _grey(image):
@@ -72,18 +78,20 @@ def autocontrast(image):
 
 def equalize(image):
     """Each channel's histogram equalized (ImageOps.equalize)."""
-    channels = []
-    for c in range(3):
-        channel = tf.cast(image[..., c], tf.int32)
-        histogram = tf.math.bincount(tf.reshape(channel, [-1]), minlength=256, maxlength=256)
-        last = histogram[tf.reduce_max(tf.where(histogram > 0))]
-        step = (tf.reduce_sum(histogram) - last) // 255  # 256 before Pillow 9.1
-        safe_step = tf.maximum(step, 1)
-        before = tf.cumsum(histogram, exclusive=True)
-        lut = tf.minimum((safe_step // 2 + before) // safe_step, 255)
-        lut = tf.where(step > 0, lut, tf.range(256))
-        channels.append(tf.gather(lut, channel))
-    return tf.cast(tf.stack(channels, axis=-1), tf.uint8)
+    pixels = tf.reshape(tf.cast(image, tf.int32), [-1, 3])
+    channel_bins = pixels + tf.range(3) * 256  # the three histograms side by side
+    histogram = tf.reshape(tf.math.unsorted_segment_sum(
+        tf.ones_like(channel_bins), channel_bins, 3 * 256), [3, 256])
+    levels = tf.range(256)
+    last_level = tf.reduce_max(tf.where(histogram > 0, levels, -1), axis=1, keepdims=True)
+    last = tf.reduce_sum(tf.where(levels == last_level, histogram, 0), axis=1, keepdims=True)
+    step = (tf.reduce_sum(histogram, axis=1, keepdims=True) - last) // 255  # 256 before 9.1
+    safe_step = tf.maximum(step, 1)
+    before = tf.cumsum(histogram, axis=1, exclusive=True)
+    lut = tf.minimum((safe_step // 2 + before) // safe_step, 255)
+    lut = tf.where(step > 0, lut, levels)
+    equalized = tf.gather(tf.reshape(lut, [-1]), channel_bins)
+    return tf.cast(tf.reshape(equalized, tf.shape(image)), tf.uint8)
 
 
 def solarize(image, threshold):
@@ -116,47 +124,56 @@ def brightness(image, factor):
 def sharpness(image, factor):
     """ImageEnhance.Sharpness: blend with ImageFilter.SMOOTH (3x3, centre 5, /13), whose
     border rows and columns are the original pixels."""
-    kernel = tf.constant([[1, 1, 1], [1, 5, 1], [1, 1, 1]], tf.float32) / 13.0
-    kernel = tf.tile(kernel[:, :, tf.newaxis, tf.newaxis], [1, 1, 3, 1])
-    smooth = tf.nn.depthwise_conv2d(_as_float(image)[tf.newaxis], kernel, [1, 1, 1, 1],
-                                    "VALID")[0]
-    smooth = tf.floor(smooth + 0.5)
+    pixels = _as_float(image)
+    # Nine shifted views rather than a convolution: XLA fuses them, and its CPU depthwise
+    # convolution is far slower.
+    neighbours = [pixels[1 + dy:pixels.shape[0] - 1 + dy if dy < 1 else None,
+                         1 + dx:pixels.shape[1] - 1 + dx if dx < 1 else None]
+                  for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+    smooth = tf.floor((tf.add_n(neighbours) + 4.0 * neighbours[4]) / 13.0 + 0.5)
     degenerate = tf.pad(smooth, [[1, 1], [1, 1], [0, 0]])
     height, width = tf.shape(image)[0], tf.shape(image)[1]
     rows = tf.range(height)[:, tf.newaxis, tf.newaxis]
     cols = tf.range(width)[tf.newaxis, :, tf.newaxis]
     inner = (rows > 0) & (rows < height - 1) & (cols > 0) & (cols < width - 1)
-    degenerate = tf.where(inner, degenerate, _as_float(image))
+    degenerate = tf.where(inner, degenerate, pixels)
     return _blend(degenerate, image, factor)
 
 
 def affine(image, matrix):
     """Image.transform(size, AFFINE, matrix, BILINEAR, fillcolor=FILL): output pixel (x, y)
     samples the input at (a x + b y + c, d x + e y + f), both in Pillow's pixel-centre
-    coordinates; points outside the input take FILL, edges inside are clamped."""
+    coordinates; points outside the input take FILL, neighbours past an edge are clamped.
+    Written with gathers rather than ImageProjectiveTransform, which XLA cannot compile."""
     a, b, c, d, e, f = (tf.cast(m, tf.float32) for m in matrix)
     height, width = tf.shape(image)[0], tf.shape(image)[1]
-    # Pillow samples centres (x + 0.5) and reads index (coordinate - 0.5); TF reads indices.
-    transform = tf.stack([a, b, c + 0.5 * a + 0.5 * b - 0.5,
-                          d, e, f + 0.5 * d + 0.5 * e - 0.5, 0.0, 0.0])[tf.newaxis]
-    sampled = tf.raw_ops.ImageProjectiveTransformV3(
-        images=_as_float(image)[tf.newaxis], transforms=transform,
-        output_shape=tf.stack([height, width]), fill_value=0.0, interpolation="BILINEAR",
-        fill_mode="NEAREST")[0]
     ys = tf.cast(tf.range(height), tf.float32)[:, tf.newaxis] + 0.5
     xs = tf.cast(tf.range(width), tf.float32)[tf.newaxis, :] + 0.5
     x_in, y_in = a * xs + b * ys + c, d * xs + e * ys + f
     inside = ((x_in >= 0) & (x_in < tf.cast(width, tf.float32))
               & (y_in >= 0) & (y_in < tf.cast(height, tf.float32)))
-    fill = tf.constant(FILL, tf.float32)
-    return _as_uint8(tf.where(inside[..., tf.newaxis], tf.floor(sampled), fill))
+    x, y = x_in - 0.5, y_in - 0.5  # Pillow reads the pixel whose centre is half a pixel on
+    x0, y0 = tf.floor(x), tf.floor(y)
+    dx, dy = (x - x0)[..., tf.newaxis], (y - y0)[..., tf.newaxis]
+    left = tf.clip_by_value(tf.cast(x0, tf.int32), 0, width - 1)
+    right = tf.clip_by_value(tf.cast(x0, tf.int32) + 1, 0, width - 1)
+    top = tf.clip_by_value(tf.cast(y0, tf.int32), 0, height - 1)
+    bottom = tf.clip_by_value(tf.cast(y0, tf.int32) + 1, 0, height - 1)
+    rows = tf.reshape(_as_float(image), [-1, 3])
+
+    def at(row, col):
+        return tf.gather(rows, row * width + col)
+    upper = at(top, left) + (at(top, right) - at(top, left)) * dx
+    lower = at(bottom, left) + (at(bottom, right) - at(bottom, left)) * dx
+    sampled = upper + (lower - upper) * dy
+    return _as_uint8(tf.where(inside[..., tf.newaxis], sampled, tf.constant(FILL, tf.float32)))
 
 
 def rotate(image, degrees):
     """Image.rotate(degrees) about the centre, counter-clockwise, same size."""
     height, width = tf.shape(image)[0], tf.shape(image)[1]
-    cx, cy = tf.cast(width, tf.float32) / 2, tf.cast(height, tf.float32) / 2
-    angle = -tf.cast(degrees, tf.float32) * math.pi / 180
+    cx, cy = tf.cast(width, tf.float64) / 2, tf.cast(height, tf.float64) / 2
+    angle = -tf.cast(degrees, tf.float64) * math.pi / 180  # in double, as Pillow
     cos, sin = tf.cos(angle), tf.sin(angle)
     return affine(image, (cos, sin, cx - cos * cx - sin * cy,
                           -sin, cos, cy + sin * cx - cos * cy))
@@ -172,13 +189,13 @@ def shear_y(image, factor):
 
 def translate_x(image, fraction):
     """Shifted left by `fraction` of the width (right when negative)."""
-    return affine(image, (1.0, 0.0, fraction * tf.cast(tf.shape(image)[1], tf.float32),
-                          0.0, 1.0, 0.0))
+    width = tf.cast(tf.shape(image)[1], tf.float64)
+    return affine(image, (1.0, 0.0, tf.cast(fraction, tf.float64) * width, 0.0, 1.0, 0.0))
 
 
 def translate_y(image, fraction):
-    return affine(image, (1.0, 0.0, 0.0, 0.0, 1.0,
-                          fraction * tf.cast(tf.shape(image)[0], tf.float32)))
+    height = tf.cast(tf.shape(image)[0], tf.float64)
+    return affine(image, (1.0, 0.0, 0.0, 0.0, 1.0, tf.cast(fraction, tf.float64) * height))
 
 
 def not_identity_at_zero(increasing: bool) -> tuple:
@@ -194,35 +211,53 @@ def not_identity_at_zero(increasing: bool) -> tuple:
 def apply_op(image, name, level, sign=1.0, *, increasing: bool = False):
     """uint8 [H, W, 3] -> uint8: op `name` at magnitude `level` (0-10) with timm's level
     mapping (`increasing`: its inc1 one); `sign` (+1 or -1) is the direction of the ops that
-    have one."""
-    level = tf.cast(level, tf.float32) / MAX_LEVEL
-    sign = tf.cast(sign, tf.float32)
-    if name == "identity":
-        return tf.identity(image)
-    if name == "autocontrast":
-        return autocontrast(image)
-    if name == "equalize":
-        return equalize(image)
+    have one. The op's argument is computed in float64, as timm's Python does; the pixel work
+    is XLA-compiled, one function per op: fused, it costs a fraction of TF's kernels run one
+    by one (python -m launch.benchmark --mode=input measures it)."""
+    if name not in OPS:
+        raise ValueError(f"unknown RandAugment op {name!r}; expected one of {', '.join(OPS)}")
+    argument = _argument(name, tf.cast(level, tf.float64) / MAX_LEVEL,
+                         tf.cast(sign, tf.float64), increasing)
+    return _compiled(name)(image, argument)
+
+
+def _argument(name, level, sign, increasing):
+    """timm's level -> argument of op `name` (level in [0, 1], float64)."""
     if name == "rotate":
-        return rotate(image, sign * level * 30.0)
+        return sign * level * 30.0
     if name == "solarize":
-        threshold = tf.minimum(256, tf.cast(tf.floor(level * 256), tf.int32))
-        return solarize(image, 256 - threshold if increasing else threshold)
+        threshold = tf.minimum(tf.floor(level * 256), 256.0)
+        return 256.0 - threshold if increasing else threshold
     if name == "posterize":
-        bits = tf.cast(tf.floor(level * 4), tf.int32)
+        bits = tf.floor(level * 4)
         # At least 1 bit: Pillow refuses 0 (an all-black image) since version 10.
-        return posterize(image, tf.maximum(1, 4 - bits if increasing else bits))
+        return tf.maximum(4.0 - bits if increasing else bits, 1.0)
     if name in ENHANCEMENTS:
-        factor = (tf.maximum(0.1, 1.0 + sign * level * 0.9) if increasing
-                  else level * 1.8 + 0.1)
-        return {"color": color, "contrast": contrast, "brightness": brightness,
-                "sharpness": sharpness}[name](image, factor)
+        return tf.maximum(1.0 + sign * level * 0.9, 0.1) if increasing else level * 1.8 + 0.1
     if name in ("shear_x", "shear_y"):
-        return (shear_x if name == "shear_x" else shear_y)(image, sign * level * 0.3)
+        return sign * level * 0.3
     if name in ("translate_x", "translate_y"):
-        shift = translate_x if name == "translate_x" else translate_y
-        return shift(image, sign * level * 0.45)
-    raise ValueError(f"unknown RandAugment op {name!r}; expected one of {', '.join(OPS)}")
+        return sign * level * 0.45
+    return tf.constant(0.0, tf.float64)  # identity, autocontrast, equalize: none
+
+
+_KERNELS = {"identity": lambda image, argument: tf.identity(image),
+            "autocontrast": lambda image, argument: autocontrast(image),
+            "equalize": lambda image, argument: equalize(image),
+            "rotate": lambda image, degrees: rotate(image, degrees),
+            "solarize": lambda image, threshold: solarize(image, tf.cast(threshold, tf.int32)),
+            "posterize": lambda image, bits: posterize(image, tf.cast(bits, tf.int32)),
+            "color": lambda image, factor: color(image, tf.cast(factor, tf.float32)),
+            "contrast": lambda image, factor: contrast(image, tf.cast(factor, tf.float32)),
+            "brightness": lambda image, factor: brightness(image, tf.cast(factor, tf.float32)),
+            "sharpness": lambda image, factor: sharpness(image, tf.cast(factor, tf.float32)),
+            "shear_x": shear_x, "shear_y": shear_y,
+            "translate_x": translate_x, "translate_y": translate_y}
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled(name):
+    return tf.function(_KERNELS[name], jit_compile=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -331,10 +366,18 @@ def random_erasing(image, seed, probability):
     left = tf.random.stateless_uniform([], seeds[3], 0, width - box_w + 1, tf.int32)
     erase = (tf.random.stateless_uniform([], seeds[4]) < probability) & tf.reduce_any(fits)
 
-    def erased():
-        rows = tf.range(height)[:, tf.newaxis, tf.newaxis]
-        cols = tf.range(width)[tf.newaxis, :, tf.newaxis]
-        box = (rows >= top) & (rows < top + box_h) & (cols >= left) & (cols < left + box_w)
-        noise = tf.random.stateless_normal(tf.shape(image), seeds[5], dtype=image.dtype)
-        return tf.where(box, noise, image)
-    return tf.cond(erase, erased, lambda: tf.identity(image))
+    return tf.cond(erase, lambda: _erase_box(image, top, left, box_h, box_w, seeds[5]),
+                   lambda: tf.identity(image))
+
+
+def _erase_box(image, top, left, height, width, seed):
+    """image with [top, top + height) x [left, left + width) replaced by N(0, 1) noise, drawn
+    for the box alone (a draw for the whole image costs most of the op)."""
+    noise = tf.random.stateless_normal(tf.stack([height, width, tf.shape(image)[2]]), seed,
+                                       dtype=image.dtype)
+    below, right = tf.shape(image)[0] - top - height, tf.shape(image)[1] - left - width
+    placed = tf.pad(noise, [[top, below], [left, right], [0, 0]])
+    rows = tf.range(tf.shape(image)[0])[:, tf.newaxis, tf.newaxis]
+    cols = tf.range(tf.shape(image)[1])[tf.newaxis, :, tf.newaxis]
+    box = (rows >= top) & (rows < top + height) & (cols >= left) & (cols < left + width)
+    return tf.where(box, placed, image)
