@@ -16,16 +16,28 @@ def run_checked(cmd, timeout, env=None, cwd=REPO):
     return proc
 
 
+PHOTOS = ("grace_hopper.jpg", "Minduka_Present_Blue_Pack.png")
+
+
+def photo_path(name):
+    """The path of one of the sample photographs that matplotlib ships (PHOTOS)."""
+    import matplotlib
+    return os.path.join(os.path.dirname(matplotlib.__file__), "mpl-data", "sample_data", name)
+
+
+def photographs():
+    """The sample photographs as RGB PIL images."""
+    from PIL import Image
+    return [Image.open(photo_path(name)).convert("RGB") for name in PHOTOS]
+
+
 def real_images(size, count=4):
     """`count` photographs (crops of the sample photos matplotlib ships) as float32
     [count, size, size, 3] in [-1, 1], the recipe's input range."""
-    import matplotlib
     import numpy as np
     from PIL import Image
 
-    sample_data = os.path.join(os.path.dirname(matplotlib.__file__), "mpl-data", "sample_data")
-    photos = [Image.open(os.path.join(sample_data, name)).convert("RGB")
-              for name in ("grace_hopper.jpg", "Minduka_Present_Blue_Pack.png")]
+    photos = photographs()
     images = []
     for i in range(count):
         photo = photos[i % len(photos)]

@@ -3,22 +3,16 @@ photographs that matplotlib ships; replay of the same (seed, example) on both la
 import json
 import os
 
-import matplotlib
 import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image, ImageEnhance, ImageOps
 
 from input import augment, preprocessing
+from tests.helpers import photo_path, photographs
 
-SAMPLE_DATA = os.path.join(os.path.dirname(matplotlib.__file__), "mpl-data", "sample_data")
-PHOTOS = ("grace_hopper.jpg", "Minduka_Present_Blue_Pack.png")
 GEOMETRIC = ("rotate", "shear_x", "shear_y", "translate_x", "translate_y")
 DIGESTS = os.path.join(os.path.dirname(__file__), "augment_digests.json")
-
-
-def photographs():
-    return [Image.open(os.path.join(SAMPLE_DATA, name)).convert("RGB") for name in PHOTOS]
 
 
 def pillow_op(photo, name, level, sign, increasing):
@@ -141,7 +135,7 @@ def test_random_erasing_boxes_like_timm():
 def replay_digests():
     """sha256 of train_image with RandAugment and erasing on, for a few (seed, example)."""
     import hashlib
-    with open(os.path.join(SAMPLE_DATA, "grace_hopper.jpg"), "rb") as f:
+    with open(photo_path("grace_hopper.jpg"), "rb") as f:
         encoded = tf.constant(f.read())
     out = {}
     for style in preprocessing.STYLES:
