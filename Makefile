@@ -5,7 +5,7 @@ VENV := .venv
 VENV215 := .venv-tf2.15
 PYTEST_ARGS ?=
 
-.PHONY: setup setup-all test lint test-current test-tf2.15 demo clean
+.PHONY: setup setup-all browser test lint test-current test-tf2.15 demo clean
 
 setup:
 	bash launch/build/setup_env.sh $(TF)
@@ -14,9 +14,13 @@ setup-all:
 	bash launch/build/setup_env.sh 2.21
 	bash launch/build/setup_env.sh 2.15
 
+# Headless Chromium for the TensorBoard Profile-tab test (apt-get, as root, when missing).
+browser:
+	bash launch/build/install_chromium.sh
+
 # ruff (configured in pyproject.toml), the full suite on the current lane, then the `smoke`
 # subset on the TF 2.15 lane. A style violation fails `make test` before any test runs.
-test: setup-all
+test: setup-all browser
 	$(MAKE) lint
 	$(MAKE) test-current
 	$(MAKE) test-tf2.15

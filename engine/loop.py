@@ -50,7 +50,7 @@ class Trainer:
     evaluates a checkpoint."""
 
     def __init__(self, *, net, optimizer, data, backend, train_step: TrainStep,
-                 config: TrainConfig, watchdog=None, log=print):
+                 config: TrainConfig, watchdog=None, tensor_dumps=None, log=print):
         self.net, self.optimizer, self.data, self.backend = net, optimizer, data, backend
         self.train_step, self.config = train_step, config
         self.ema = train_step.ema
@@ -61,15 +61,21 @@ class Trainer:
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         # Training time summed over the run's segments (a resumed run goes on counting).
         self.elapsed = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="elapsed")
+        # The worker count that wrote a checkpoint: a resume on another count says what changes.
+        self.workers = tf.Variable(backend.size, dtype=tf.int64, trainable=False, name="workers")
         self._segment_start, self._elapsed_before = time.perf_counter(), 0.0
         self.eval_step = EvalStep(net)
         extra = {"ema": self.ema} if self.ema is not None else {}
         self.checkpoints = checkpoints.Checkpoints(
             f"{config.model_dir}/checkpoints", keep=config.keep_checkpoints,
-            is_chief=backend.is_chief, log=self.log, optional=("elapsed", "ema"), net=net,
-            optimizer=optimizer, epoch=self.epoch, elapsed=self.elapsed, **extra)
+            is_chief=backend.is_chief, log=self.log, optional=("elapsed", "ema", "workers"),
+            net=net, optimizer=optimizer, epoch=self.epoch, elapsed=self.elapsed,
+            workers=self.workers, **extra)
         self.recorder = observe.Recorder(config.model_dir, backend.is_chief)
         self._stop_signal = None
+        self._profiling = False
+        # engine.tensor_dumps.TensorDumps of a window of steps (None: off, or not this rank).
+        self.dumps, self._dump_function, self._dump_batch = tensor_dumps, None, None
         self._traced = set()  # the kinds of step call (single, loop) already traced
 
     def log(self, *args, **kwargs):
@@ -93,20 +99,35 @@ class Trainer:
         # step 1, after the slots exist).
         averages = list(self.ema.averages) if self.ema is not None else []
         self.backend.broadcast_variables(self.net.variables + self.optimizer.variables
-                                         + (self.epoch, self.elapsed) + tuple(averages))
+                                         + (self.epoch, self.elapsed, self.workers)
+                                         + tuple(averages))
         if self.ema is not None and (not restored or "ema" in self.checkpoints.missing):
             if restored:
                 self.log(f"{restored} holds no weight average: it starts from the restored "
                          f"weights")
             self.ema.reset()  # from the broadcast weights
-        step, epoch, elapsed = observe.to_host([self.optimizer.iterations, self.epoch,
-                                                self.elapsed])
+        step, epoch, elapsed, workers = observe.to_host([self.optimizer.iterations, self.epoch,
+                                                         self.elapsed, self.workers])
         step, epoch = int(step), int(epoch)
         self._segment_start, self._elapsed_before = time.perf_counter(), float(elapsed)
         if restored:
             self.log(f"resumed from {restored} at step {step}, epoch {epoch}")
+            if "workers" not in self.checkpoints.missing and int(workers) != self.backend.size:
+                self.log(self._worker_change_note(int(workers), step))
+        self.workers.assign(self.backend.size)
         self.recorder.truncate_after(step)
+        self._segment_first_step = step
         return step
+
+    def _worker_change_note(self, before, step):
+        """What resuming on another worker count changes (one line)."""
+        now = self.backend.size
+        return (f"resuming on {now} worker{'s' * (now > 1)} a run that {before} worker"
+                f"{'s' * (before > 1)} checkpointed: each worker now takes "
+                f"{self.local_batch} of the {self.config.batch_size} examples per step from "
+                f"its own shard; the rest of the interrupted pass over the training data is "
+                f"dealt from the new shards' order, so until it ends some examples may come "
+                f"twice and others not at all; later passes see each example once")
 
     def _evaluate_if_missing(self, step):
         """A run killed between an epoch's checkpoint and its evaluation resumes past that
@@ -142,16 +163,35 @@ class Trainer:
         progress = self._progress = observe.Progress(
             total_steps, start_step=step, enabled=cfg.progress and self.backend.is_chief)
         last_eval = None
+        try:
+            step, last_eval = self._epochs(iterator, step, total_steps, meter, progress)
+        finally:
+            self._stop_dumps()
+        progress.close()
+        self._stop_profiler(step)
+        summary = {"steps": step, "images_per_sec": meter.overall()}
+        if last_eval:
+            summary.update({f"validation_{k}": v for k, v in last_eval.items()})
+        return summary
+
+    def _window_edges(self):
+        windows = [self.config.profile_steps, self.dumps.window if self.dumps else None]
+        return tuple(edge for window in windows if window for edge in window)
+
+    def _epochs(self, iterator, step, total_steps, meter, progress):
+        """Epochs of steps from `step` to `total_steps`; (last step, last evaluation)."""
+        cfg, last_eval = self.config, None
         while step < total_steps:
             epoch = step // cfg.steps_per_epoch
             self.epoch.assign(epoch)
             epoch_end = (epoch + 1) * cfg.steps_per_epoch
             while step < epoch_end:
                 chunk_end = next_boundary(
-                    step, limit=min(epoch_end, step + cfg.steps_per_loop),
+                    step, limit=min(epoch_end, step + self._steps_per_call(step)),
                     every=(cfg.log_steps, cfg.checkpoint_steps, cfg.save_summary_steps),
-                    at=cfg.profile_steps or ())
+                    at=self._window_edges())
                 self._maybe_profile(step)
+                self._maybe_dump(step)
                 self._run(iterator, step, chunk_end - step, meter)
                 step = chunk_end
                 logging = (itstime(step, cfg.log_steps, last=epoch_end)
@@ -159,7 +199,7 @@ class Trainer:
                 checkpointing = itstime(step, cfg.checkpoint_steps) and step != epoch_end
                 progress.update(step, meter)  # host-side only: steps and time
                 if not (logging or checkpointing or step == epoch_end
-                        or step in (cfg.profile_steps or ())):
+                        or step in self._window_edges() or self._dump_function):
                     continue  # not an event boundary: nothing is read from the device
                 self.watchdog.expect(f"the other workers and the device at the step-{step} "
                                      f"boundary", step)
@@ -178,12 +218,7 @@ class Trainer:
             self._save(step)
             if cfg.validation_steps != 0:
                 last_eval = self.evaluate(step, epoch + 1, precise_bn_sec=precise_seconds)
-        progress.close()
-        self._stop_profiler()
-        summary = {"steps": step, "images_per_sec": meter.overall()}
-        if last_eval:
-            summary.update({f"validation_{k}": v for k, v in last_eval.items()})
-        return summary
+        return step, last_eval
 
     def _run(self, iterator, step, steps, meter):
         """Dispatches steps step+1..step+steps; the first call of each kind traces (longer)."""
@@ -191,13 +226,21 @@ class Trainer:
         first = kind not in self._traced
         self._traced.add(kind)
         if steps == 1:
-            wait_start = time.perf_counter()
-            self.watchdog.expect("the input pipeline", step, long=first)
-            images, labels = next(iterator)
-            waited = time.perf_counter() - wait_start
-            self.watchdog.expect("the train step (the device or the gradient all-reduce)", step,
-                                 long=first)
-            self.train_step(images, labels)
+            with observe.step_marker(step + 1, enabled=self._profiling):
+                wait_start = time.perf_counter()
+                self.watchdog.expect("the input pipeline", step, long=first)
+                with observe.input_wait_marker(enabled=self._profiling):
+                    images, labels = next(iterator)
+                waited = time.perf_counter() - wait_start
+                self.watchdog.expect("the train step (the device or the gradient all-reduce)",
+                                     step, long=first or self._dump_function is not None)
+                if self._dump_function is not None:
+                    self._dump_function(images, labels)
+                    self._dump_batch = (images, labels)
+                else:
+                    self.train_step(images, labels)
+                if self._profiling:  # so that each marked step holds its own device time
+                    observe.to_host([self.train_step.nonfinite_step])
             meter.add(1, waited, time.perf_counter() - wait_start - waited)
         else:
             start = time.perf_counter()
@@ -210,7 +253,21 @@ class Trainer:
         bad = int(observe.to_host([self.train_step.nonfinite_step])[0])
         if bad >= 0:
             raise NonFiniteLoss(f"loss or gradients became NaN or Inf at step {bad + 1}; "
-                                f"stopped without applying it (last good checkpoint kept)")
+                                f"stopped without applying it (last good checkpoint kept)"
+                                f"{self._first_nonfinite_op()}")
+
+    def _first_nonfinite_op(self):
+        """With tensor dumps of the bad step: which op first held NaN or Inf, from the dump."""
+        if self._dump_function is None:
+            return ""
+        found = self.dumps.first_nonfinite(*self._dump_batch)
+        self._dump_function = None
+        if found is None:
+            return (f"; the tensor dumps in {self.dumps.dump_root} hold no op output with NaN "
+                    f"or Inf (--dump_mode={self.dumps.mode} records none, or the buffer kept "
+                    f"too few op executions: raise --dump_buffer_size)")
+        return (f"; first op whose output held NaN or Inf: {found.describe()} (tensor dumps in "
+                f"{self.dumps.dump_root})")
 
     def _log_train(self, step, meter, epoch_end):
         metrics = self.train_step.metrics.read_and_reset(self.backend)
@@ -254,6 +311,16 @@ class Trainer:
                 v.assign(mean)
 
     # -- profiling -------------------------------------------------------------------------
+    def _steps_per_call(self, step):
+        """Inside the profiler's window steps run one per call, so that each is marked in the
+        profile; the step before it too, so that tracing the one-step call stays outside.
+        Inside the tensor-dump window too, so that a bad step stops the run at once, with its
+        op executions the last ones in the dump's buffer."""
+        for window in (self.config.profile_steps, self.dumps.window if self.dumps else None):
+            if window and window[0] - 1 <= step < window[1]:
+                return 1
+        return self.config.steps_per_loop
+
     def _maybe_profile(self, step):
         window = self.config.profile_steps
         if not window or not self.backend.is_chief:
@@ -261,15 +328,62 @@ class Trainer:
         if step == window[0]:
             tf.profiler.experimental.start(f"{self.config.model_dir}/train")
             self._profiling = True
-            self.log(f"profiler: capturing steps {window[0] + 1}-{window[1]}")
+            self._window_start = (step, time.perf_counter())
+            self.log(f"profiler: capturing steps {window[0] + 1}-{window[1]}, one step per call; "
+                     f"read it with python -m launch.profile {self.config.model_dir}")
         elif step == window[1]:
-            self._stop_profiler()
+            self._stop_profiler(step)
 
-    def _stop_profiler(self):
-        if getattr(self, "_profiling", False):
-            tf.profiler.experimental.stop()
-            self._profiling = False
-            self.log(f"profiler: trace written under {self.config.model_dir}/train/plugins/profile")
+    def _stop_profiler(self, step):
+        """Ends the capture and records the window's rate (the cost of profiling, read against
+        the train records outside the window) and the first step of this run segment (which
+        lets launch.profile number the Horovod timeline's steps)."""
+        if not self._profiling:
+            return
+        tf.profiler.experimental.stop()
+        self._profiling = False
+        self._record_window("profile", self._window_start, step)
+        self.log(f"profiler: trace written under {self.config.model_dir}/train/plugins/profile")
+
+    def _record_window(self, split, started, step):
+        """A metrics.jsonl record of a profile or dump window: its steps and images/s."""
+        first, start = started
+        if step <= first:
+            return None
+        rate = round((step - first) * self.config.batch_size
+                     / max(time.perf_counter() - start, 1e-9), 2)
+        record = {"split": split, "step": step, "first_step": first + 1,
+                  "segment_first_step": self._segment_first_step + 1, "images_per_sec": rate}
+        self.recorder.write(record)
+        return observe.window_cost(self.recorder.records(), split, step)
+
+    def _maybe_dump(self, step):
+        if self.dumps is None:
+            return
+        window = self.dumps.window
+        if step == window[0]:
+            self._dump_function = self.dumps.start(self.train_step)
+            self._dump_start = None  # timed from the end of the first step (its tracing)
+            self.log(f"tensor dumps: steps {window[0] + 1}-{window[1]} into "
+                     f"{self.dumps.dump_root} ({self.dumps.mode}, the last "
+                     f"{self.dumps.buffer_size} op executions kept)")
+        elif step == window[0] + 1 and self._dump_function is not None:
+            self._dump_start = (step, time.perf_counter())
+        elif step == window[1]:
+            self._stop_dumps(step)
+
+    def _stop_dumps(self, step=None):
+        """Writes the dump out (also when the run ends inside the window or fails)."""
+        if self.dumps is None or not self.dumps.active:
+            return
+        self.dumps.stop()
+        self._dump_function = self._dump_batch = None
+        cost = None
+        if step is not None and getattr(self, "_dump_start", None):
+            cost = self._record_window("tensor_dumps", self._dump_start, step)
+        self.log(f"tensor dumps: written to {self.dumps.dump_root} (open it with tensorboard "
+                 f"--logdir {self.dumps.dump_root}, Debugger V2)"
+                 + (f"; cost: {observe.describe_cost(cost)}" if cost else ""))
 
     # -- evaluate --------------------------------------------------------------------------
     def evaluate(self, step=None, epoch=None, *, precise_bn_sec=None):

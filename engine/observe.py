@@ -1,5 +1,6 @@
 """What a run tells: metrics.jsonl, TensorBoard scalars, throughput, a live progress line, and
 the one place where the loop reads values back from the device."""
+import contextlib
 import json
 import os
 import resource
@@ -15,6 +16,60 @@ def to_host(values):
     by the loop goes through here: a read waits for the device, so the loop makes them only at
     event boundaries (tests count them by wrapping this function)."""
     return [np.asarray(v.numpy() if hasattr(v, "numpy") else v) for v in values]
+
+
+# The profiler annotations that launch.profile reads: one per train step (TensorBoard's overview
+# page finds steps by this name and step_num too), and the wait for the next batch inside it.
+STEP_MARKER, INPUT_WAIT_MARKER = "train", "input_wait"
+
+
+def step_marker(step, *, enabled):
+    """A profiler annotation of train step `step` while profiling, else nothing."""
+    if not enabled:
+        return contextlib.nullcontext()
+    return tf.profiler.experimental.Trace(STEP_MARKER, step_num=step, _r=1)
+
+
+def input_wait_marker(*, enabled):
+    return (tf.profiler.experimental.Trace(INPUT_WAIT_MARKER) if enabled
+            else contextlib.nullcontext())
+
+
+def window_cost(records, split, last_step):
+    """What a profile or tensor-dump window cost, from metrics.jsonl records: the window's
+    images/s (its record of `split` ending at `last_step`) against the median of the train
+    intervals wholly outside it, leaving out the first interval of the window's run segment (it
+    holds tracing). None without that record; outside None without such intervals."""
+    window = [r for r in records if r.get("split") == split and r["step"] == last_step]
+    if not window:
+        return None
+    first_step, segment_first = window[-1]["first_step"], window[-1]["segment_first_step"]
+    outside, previous = [], 0
+    for r in (r for r in records if r.get("split") == "train"):
+        start, previous = previous, r["step"]
+        if start < segment_first <= r["step"]:
+            continue
+        if r["step"] < first_step or start >= last_step:
+            outside.append(r["images_per_sec"])
+    inside = window[-1]["images_per_sec"]
+    if not outside:
+        return {"window_images_per_sec": inside, "outside_images_per_sec": None,
+                "slowdown": None, "outside_intervals": 0}
+    median = float(np.median(outside))
+    return {"window_images_per_sec": inside, "outside_images_per_sec": median,
+            "slowdown": round(1 - inside / median, 4), "outside_intervals": len(outside)}
+
+
+def describe_cost(cost):
+    """A window_cost as a phrase for a log line."""
+    if cost["slowdown"] is None:
+        return (f"{cost['window_images_per_sec']:.1f} img/s inside the window, no logged "
+                f"interval outside it to compare (a smaller --log_steps gives some)")
+    change = (f"{cost['slowdown']:.1%} slower" if cost["slowdown"] >= 0
+              else f"the window ran {-cost['slowdown']:.1%} faster: the cost is below this "
+                   f"run's noise")
+    return (f"{cost['window_images_per_sec']:.1f} img/s inside the window against "
+            f"{cost['outside_images_per_sec']:.1f} (median) outside it ({change})")
 
 
 def peak_device_memory_mb():

@@ -14,6 +14,11 @@ import tensorflow as tf
 
 from engine import losses, observe
 
+# The name scopes that split a train step's ops into its phases; launch.profile reads a profile's
+# op names by them (the backward pass's ops are named after the forward ops they differentiate,
+# under "backward/").
+PHASES = ("forward", "backward", "allreduce", "apply")
+
 
 class Metrics(tf.Module):
     """On-device sums since the last read: loss, top-1 and top-5 hits, examples."""
@@ -70,16 +75,22 @@ class TrainStep:
         self.metrics = Metrics("train_metrics")
         self.nonfinite_step = tf.Variable(-1, dtype=tf.int64, trainable=False,
                                           name="nonfinite_step")
-        self._one = tf.function(self._step, jit_compile=jit_compile or None)
+        self._jit_compile = jit_compile or None
+        self._one = tf.function(self._step, jit_compile=self._jit_compile)
         self.loop = tf.function(self._loop)
 
     def __call__(self, images, labels):
         self._one(images, labels)
 
+    def fresh_function(self):
+        """A new tf.function of one step, traced on its first call: what runs under a callback
+        that instruments ops as they are traced (the debugger's tensor dumps)."""
+        return tf.function(self._step, jit_compile=self._jit_compile)
+
     def _gradients(self, images, labels, scale):
         """Gradients of scale * (mean data loss + L2 penalty), the batch statistics, and the
         metric sums [loss, top-1, top-5, examples] of one (micro-)batch."""
-        with tf.GradientTape() as tape:
+        with tf.GradientTape() as tape, tf.name_scope(PHASES[0]):
             logits, batch_statistics = self.net.forward(images, training=True)
             per_example = losses.cross_entropy(logits, labels, self.net.num_classes,
                                                self.label_smoothing)
@@ -87,10 +98,12 @@ class TrainStep:
             loss = data_loss + losses.l2_penalty(self.penalized, self.weight_decay)
             if scale != 1:
                 loss = loss * scale
-        grads = tape.gradient(loss, self.variables)
-        batch = tf.cast(tf.shape(labels)[0], tf.float32)
-        sums = [data_loss * batch, tf.reduce_sum(losses.top_k_correct(logits, labels, 1)),
-                tf.reduce_sum(losses.top_k_correct(logits, labels, 5)), batch]
+        with tf.name_scope(PHASES[1]):
+            grads = tape.gradient(loss, self.variables)
+        with tf.name_scope(PHASES[0]):
+            batch = tf.cast(tf.shape(labels)[0], tf.float32)
+            sums = [data_loss * batch, tf.reduce_sum(losses.top_k_correct(logits, labels, 1)),
+                    tf.reduce_sum(losses.top_k_correct(logits, labels, 5)), batch]
         return grads, batch_statistics, sums
 
     def _accumulated(self, images, labels):
@@ -122,10 +135,18 @@ class TrainStep:
 
     def _step(self, images, labels):
         if self.grad_accum_steps == 1:
-            grads, batch_statistics, sums = self._gradients(images, labels, 1.0)
+            grads, statistics, sums = self._gradients(images, labels, 1.0)
         else:
-            grads, moved, sums = self._accumulated(images, labels)
-        grads = self.backend.average_gradients(grads)
+            grads, statistics, sums = self._accumulated(images, labels)
+        with tf.name_scope(PHASES[2]):
+            grads = self.backend.average_gradients(grads)
+        with tf.name_scope(PHASES[3]):
+            self._apply_if_finite(grads, statistics)
+            self.metrics.add(*sums)
+
+    def _apply_if_finite(self, grads, statistics):
+        """Applies the update and the BN statistics (per-layer batch statistics, or the moved
+        statistics of accumulated micro-batches), or records the step as refused."""
         # Once a step was refused, refuse the rest of the window: the loop checks only at event
         # boundaries, and the weights it stops with must be those before the first bad step.
         finite = tf.logical_and(tf.math.is_finite(tf.linalg.global_norm(grads)),
@@ -136,9 +157,9 @@ class TrainStep:
             updates_before = step.read_value()
             self.optimizer.apply(grads, self.lr_fn(updates_before))
             if self.grad_accum_steps == 1:
-                self.net.update_moving_statistics(batch_statistics)
+                self.net.update_moving_statistics(statistics)
             else:
-                for bn, (mean, variance) in moved:
+                for bn, (mean, variance) in statistics:
                     bn.moving_mean.assign(mean)
                     bn.moving_variance.assign(variance)
             if self.ema is not None:
@@ -151,7 +172,6 @@ class TrainStep:
             return tf.constant(False)
 
         tf.cond(finite, apply, refuse)
-        self.metrics.add(*sums)
 
     def _loop(self, iterator, steps):
         """`steps` train steps inside one tf.function (cuts host overhead on fast devices)."""

@@ -1,13 +1,9 @@
-"""python -m input.make_demo_data OUT_DIR: writes the demo data set (see input/demo_data.py)."""
-import sys
-import time
+"""`python -m input.make_demo_data OUT_DIR`: the demo data set.
 
-from input.demo_data import write_demo_data
+Only the entry point lives here; the command is launch/make_demo_data.py (entry points start in
+launch/, which quiets TensorFlow's start) and the data set input/demo_data.py.
+"""
+import runpy
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: python -m input.make_demo_data OUT_DIR")
-    start = time.time()
-    counts = write_demo_data(sys.argv[1])
-    print(f"demo data: {counts['train']} training and {counts['validation']} validation images "
-          f"in {sys.argv[1]} ({time.time() - start:.1f} s)")
+    runpy.run_module("launch.make_demo_data", run_name="__main__", alter_sys=True)

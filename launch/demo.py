@@ -1,5 +1,6 @@
 """`make demo`: demo data (if missing), then DenseNet-121 trained on it with
-launch/recipes/demo.flags, with a live progress line; prints where the results are."""
+launch/recipes/demo.flags (a live progress line on a terminal, plain lines in a log file);
+prints where the results are."""
 import os
 import subprocess
 import sys
@@ -12,12 +13,12 @@ MODEL = os.path.join(REPO, "demo_run", "model")
 
 def main():
     os.chdir(REPO)
-    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="3")
+    env = dict(os.environ, PYTHONPATH=REPO)
     if not os.path.exists(os.path.join(DATA, "dataset.json")):
-        subprocess.run([sys.executable, "-m", "input.make_demo_data", DATA], check=True, env=env)
+        subprocess.run([sys.executable, "-m", "launch.make_demo_data", DATA], check=True, env=env)
     start = time.time()
     proc = subprocess.run([sys.executable, "-m", "launch.train",
-                           "--flagfile=launch/recipes/demo.flags", "--progress", *sys.argv[1:]],
+                           "--flagfile=launch/recipes/demo.flags", *sys.argv[1:]],
                           env=env)
     if proc.returncode != 0:
         sys.exit(proc.returncode)

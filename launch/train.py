@@ -114,7 +114,9 @@ def main(argv):
                                       long_timeout=max(FLAGS.stall_timeout_long,
                                                        FLAGS.stall_timeout),
                                       rank=backend.rank)
-        progress = FLAGS.progress if FLAGS.progress is not None else sys.stdout.isatty()
+        # A progress line rewrites itself with carriage returns: off a terminal (a log file,
+        # a pipe) that makes one endless line, so there the plain per-interval lines are printed.
+        progress = FLAGS.progress is not False and sys.stdout.isatty()
         config = engine.TrainConfig(
             model_dir=FLAGS.model_dir, batch_size=FLAGS.batch_size, epochs=FLAGS.epochs,
             steps_per_epoch=FLAGS.steps_per_epoch, validation_steps=FLAGS.validation_steps,
@@ -127,7 +129,8 @@ def main(argv):
             allow_fresh_start=FLAGS.allow_fresh_start, progress=progress,
             precise_bn_batches=FLAGS.precise_bn_batches)
         trainer = engine.Trainer(net=net, optimizer=optimizer, data=data, backend=backend,
-                                 train_step=step, config=config, watchdog=guard, log=log)
+                                 train_step=step, config=config, watchdog=guard,
+                                 tensor_dumps=train_flags.tensor_dumps(backend.rank), log=log)
         log(f"{FLAGS.model} ({nets.parameter_count(net):,} parameters), {FLAGS.dtype}, "
             f"{backend.name}, global batch {FLAGS.batch_size}, {FLAGS.steps_per_epoch} "
             f"steps/epoch, {FLAGS.epochs} epochs, seed {seed}")

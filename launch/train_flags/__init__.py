@@ -62,6 +62,17 @@ def profile_window(fv: flags.FlagValues = FLAGS):
     return _parse_window(fv.profile_steps) if fv.profile_steps else None
 
 
+def tensor_dumps(rank: int, fv: flags.FlagValues = FLAGS):
+    """The --dump_tensors of this worker (engine.tensor_dumps.TensorDumps), or None."""
+    if not fv.dump_tensors or (rank != 0 and not fv.dump_all_ranks):
+        return None
+    from engine.tensor_dumps import TensorDumps
+    root = (os.path.join(fv.dump_tensors, f"rank_{rank}") if fv.dump_all_ranks
+            else fv.dump_tensors)
+    window = _parse_window(fv.dump_steps) if fv.dump_steps else (0, 2**62)
+    return TensorDumps(root, window=window, mode=fv.dump_mode, buffer_size=fv.dump_buffer_size)
+
+
 def write_flagfile(path: str, fv: flags.FlagValues = FLAGS):
     """Every flag of launch.train that has a value, as --name=value lines: a reusable
     --flagfile."""
@@ -120,6 +131,7 @@ def _register_validators(fv):
         check(name, lambda v: v >= 0, f"--{name} must not be negative (0: off)")
     check("profile_steps", _window_ok,
           "--profile_steps must be START,END with 0 <= START < END")
+    check("dump_steps", _window_ok, "--dump_steps must be START,END with 0 <= START < END")
 
     def multi(names, predicate, message=None):
         flags.register_multi_flags_validator(names, predicate, message=message or "",
@@ -143,6 +155,12 @@ def _register_validators(fv):
           lambda v: v["input"] != "synthetic" or not (v["randaugment"] or v["random_erasing"]),
           "--randaugment and --random_erasing augment decoded images; --input=synthetic has "
           "none")
+    multi(["dump_tensors", "dump_steps", "dump_all_ranks"],
+          lambda v: v["dump_tensors"] or not (v["dump_steps"] or v["dump_all_ranks"]),
+          "--dump_steps and --dump_all_ranks need --dump_tensors=DIR")
+    multi(["dump_tensors", "jit_compile"],
+          lambda v: not (v["dump_tensors"] and v["jit_compile"]),
+          "--dump_tensors cannot be --jit_compile: XLA fuses the ops whose outputs it dumps")
     multi(["jit_compile", "deterministic"],
           lambda v: not (v["jit_compile"] and v["deterministic"]),
           "--jit_compile cannot be --deterministic: XLA has no deterministic max-pool gradient")

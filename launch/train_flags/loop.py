@@ -1,5 +1,8 @@
-"""Flags of the loop: logging, checkpoints, steps per call, XLA, profiling, progress."""
+"""Flags of the loop: logging, checkpoints, steps per call, XLA, profiling, tensor dumps,
+progress."""
 from absl import flags
+
+from engine import tensor_dumps
 
 
 def define(fv: flags.FlagValues):
@@ -16,6 +19,20 @@ def define(fv: flags.FlagValues):
                          flag_values=fv)
     flags.DEFINE_string("profile_steps", None, "START,END: capture steps START+1..END with the "
                         "TF profiler (TensorBoard's Profile tab).", flag_values=fv)
+    flags.DEFINE_string("dump_tensors", None, "Write TF debugger dumps (TensorBoard's Debugger "
+                        "V2) of the --dump_steps window into this directory; a NaN/Inf step "
+                        "then names the first op whose output held one.", flag_values=fv)
+    flags.DEFINE_string("dump_steps", None, "START,END: dump steps START+1..END (default: the "
+                        "whole run). Inside the window steps run one per call, each checked.",
+                        flag_values=fv)
+    flags.DEFINE_enum("dump_mode", "CONCISE_HEALTH", list(tensor_dumps.MODES),
+                      "What each op output leaves in the dump (TF's tensor_debug_mode).",
+                      flag_values=fv)
+    flags.DEFINE_integer("dump_buffer_size", 100_000, "Op executions the dump keeps (the last "
+                         "ones: TF's circular buffer), so a long window does not fill the disk.",
+                         lower_bound=1, flag_values=fv)
+    flags.DEFINE_boolean("dump_all_ranks", False, "Dump on every worker (into DIR/rank_N), not "
+                         "on rank 0 alone.", flag_values=fv)
     flags.DEFINE_string("horovod_timeline", None, "Write the Horovod timeline to this file.",
                         flag_values=fv)
     flags.DEFINE_integer("stall_timeout", 600, "Seconds a worker may go without progress (a "
@@ -24,5 +41,6 @@ def define(fv: flags.FlagValues):
                          flag_values=fv)
     flags.DEFINE_integer("stall_timeout_long", 3600, "The same for the first step (tracing), "
                          "each evaluation batch and checkpoint writes.", flag_values=fv)
-    flags.DEFINE_boolean("progress", None, "A live progress line (default: when stdout is a "
-                         "terminal or under make demo).", flag_values=fv)
+    flags.DEFINE_boolean("progress", None, "A live progress line instead of a line per "
+                         "--log_steps; only on a terminal (default: on there), plain lines "
+                         "elsewhere.", flag_values=fv)

@@ -51,3 +51,26 @@ def test_evaluation_is_the_same_with_one_and_two_workers(two_worker_run, small_d
     assert one[0]["examples"] == two[0]["examples"] == 30
     assert (one[0]["top1"], one[0]["top5"]) == (two[0]["top1"], two[0]["top5"])
     np.testing.assert_allclose(one[0]["loss"], two[0]["loss"], rtol=1e-5)
+
+
+def test_resuming_on_another_number_of_workers_says_what_changes(two_worker_run, small_data,
+                                                                 tmp_path):
+    """The 2-worker run's checkpoint (step 6, inside the 10-step pass over the 80 training
+    examples) resumes on 1 worker at step 6, and says in one line that the rest of that pass is
+    dealt differently; a later resume on the same count says nothing of the kind."""
+    import shutil
+    model_dir = tmp_path / "run"
+    shutil.copytree(two_worker_run[0], model_dir)
+    args = [f"--dataset_dir={small_data}", f"--model_dir={model_dir}", *TINY, "--seed=2",
+            "--steps_per_epoch=3", "--validation_steps=0"]
+    out = helpers.run_train([*args, "--epochs=3"]).stdout
+    notes = [line for line in out.splitlines() if "checkpointed" in line]
+    assert "at step 6, epoch 2" in out, out
+    assert notes == ["resuming on 1 worker a run that 2 workers checkpointed: each worker now "
+                     "takes 8 of the 8 examples per step from its own shard; the rest of the "
+                     "interrupted pass over the training data is dealt from the new shards' "
+                     "order, so until it ends some examples may come twice and others not at "
+                     "all; later passes see each example once"], out
+    assert [r["step"] for r in helpers.metrics(model_dir, "train")][-2:] == [8, 9]
+    again = helpers.run_train([*args, "--epochs=4"]).stdout
+    assert "at step 9, epoch 3" in again and "checkpointed" not in again, again

@@ -1,0 +1,151 @@
+"""launch.profile's report: one dict (what --format=json writes), its text form, and its plot."""
+import json
+import os
+
+from engine import observe
+from launch.profiling import capture, horovod_timeline, steps
+
+TOP_OPS = 10
+# Above these shares of the captured steps' wall time a component is the one to act on.
+ADVICE = (
+    ("input", 0.10, "input wait is {share:.0%} of the step: raise --dataset_num_parallel_calls, "
+                    "or check the disk (python -m launch.benchmark --mode=input measures the "
+                    "input pipeline alone)"),
+    ("allreduce", 0.25, "the gradient all-reduce is {share:.0%} of the step{who}: look for a "
+                        "slow worker, or try --fp16_allreduce and a larger batch per worker"),
+    ("other", 0.25, "{share:.0%} of the step is host time outside the step's ops (dispatch, "
+                    "Python between steps): try --steps_per_loop=10"),
+    ("compute", 0.60, "forward + backward are {share:.0%} of the step: the device computes most "
+                      "of the time; gains come from --dtype=bf16, a larger batch or a faster "
+                      "device"),
+)
+
+
+def _read_records(model_dir):
+    path = os.path.join(model_dir, "metrics.jsonl")
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def top_ops(op_stats, wall_us):
+    """The framework_op_stats tool's table (IDLE excluded) → the TOP_OPS ops by self time."""
+    table = op_stats[-1]
+    columns = [c["id"] for c in table["cols"]]
+    rows = [dict(zip(columns, (cell.get("v") if cell else None for cell in row["c"])))
+            for row in table["rows"]]
+    rows = [r for r in rows if r.get("type") != "IDLE"]
+    rows.sort(key=lambda r: -float(r["total_self_time"]))
+    return [{"name": r["operation"], "type": r["type"], "count": int(r["occurrences"]),
+             "self_ms": float(r["total_self_time"]) / 1e3,
+             "percent_of_steps": 100.0 * float(r["total_self_time"]) / wall_us}
+            for r in rows[:TOP_OPS]]
+
+
+def advice(shares, horovod=None):
+    """One line for the first component whose share of the step is clearly dominant."""
+    for component, limit, text in ADVICE:
+        share = (shares["forward"] + shares["backward"] if component == "compute"
+                 else shares[component])
+        if share > limit:
+            who = ""
+            if component == "allreduce" and horovod:
+                negotiation = sum(s["negotiation_ms"] for s in horovod)
+                transfer = sum(s["transfer_ms"] for s in horovod)
+                if negotiation > transfer:
+                    who = " and most of it is waiting for the slowest worker"
+            return text.format(share=share, who=who)
+    return None
+
+
+def build(model_dir, *, run=None, timeline=None):
+    """The whole report as one JSON-ready dict."""
+    found = capture.find(model_dir, run)
+    rows = steps.breakdown(capture.tool_data(found, "trace_viewer"))
+    if not rows:
+        raise capture.CaptureError(
+            f"{found}: holds no marked train step (captured by an older engine, or a window "
+            f"that ended before its first step)")
+    wall = sum(r["wall_ms"] for r in rows)
+    totals = {c: sum(r[f"{c}_ms"] for r in rows) for c in steps.COMPONENTS}
+    shares = {c: totals[c] / wall for c in steps.COMPONENTS}
+    report = {"model_dir": model_dir, "capture": found,
+              "first_step": rows[0]["step"], "last_step": rows[-1]["step"],
+              "steps": rows, "total": {"wall_ms": wall, **{f"{c}_ms": totals[c]
+                                                           for c in steps.COMPONENTS}},
+              "top_ops": top_ops(capture.tool_data(found, "framework_op_stats"), wall * 1e3)}
+    records = _read_records(model_dir)
+    report["profiling_cost"] = observe.window_cost(records, "profile", rows[-1]["step"])
+    report["horovod"] = None
+    if timeline:
+        window = [r for r in records if r.get("split") == "profile"
+                  and r["step"] == rows[-1]["step"]]
+        first = window[-1].get("segment_first_step", 1) if window else 1
+        hvd = horovod_timeline.gradient_steps(timeline, first_step=first)
+        report["horovod"] = [s for s in hvd if rows[0]["step"] <= s["step"] <= rows[-1]["step"]]
+    report["advice"] = advice(shares, report["horovod"])
+    return report
+
+
+def _percent(part, whole):
+    return 100.0 * part / whole if whole else 0.0
+
+
+def text(report):
+    """The report as the terminal shows it."""
+    names = steps.COMPONENTS
+    lines = [f"profile {report['capture']}: steps {report['first_step']}-"
+             f"{report['last_step']}", "",
+             "step  wall ms  " + "  ".join(f"{n:>15}" for n in names)]
+    for row in [*report["steps"], {"step": "all", **report["total"]}]:
+        cells = [f"{row[f'{n}_ms']:7.2f} {_percent(row[f'{n}_ms'], row['wall_ms']):5.1f}%"
+                 for n in names]
+        lines.append(f"{row['step']!s:>4} {row['wall_ms']:8.2f}  " + "  ".join(cells))
+    lines += ["", f"top {len(report['top_ops'])} ops by self time "
+                  f"(all captured steps):",
+              f"{'self ms':>9} {'% steps':>7} {'count':>6}  type / name"]
+    for op in report["top_ops"]:
+        lines.append(f"{op['self_ms']:9.2f} {op['percent_of_steps']:6.1f}% {op['count']:6d}  "
+                     f"{op['type']} / {op['name']}")
+    if report["horovod"] is not None:
+        lines += ["", "gradient all-reduce (Horovod timeline):",
+                  "step  negotiation ms  transfer ms  slowest rank"]
+        for s in report["horovod"]:
+            slowest = "-" if s["slowest_rank"] is None else s["slowest_rank"]
+            lines.append(f"{s['step']:>4} {s['negotiation_ms']:15.2f} {s['transfer_ms']:12.2f}"
+                         f"  {slowest}")
+    cost = report["profiling_cost"]
+    lines.append("")
+    if cost is None:
+        lines.append("cost of profiling: not measured (metrics.jsonl has no record of this "
+                     "window)")
+    else:
+        lines.append("cost of profiling: " + observe.describe_cost(cost))
+    lines.append(f"advice: {report['advice']}" if report["advice"]
+                 else "advice: no component clearly dominates")
+    return "\n".join(lines)
+
+
+def plot(report, path):
+    """A stacked bar per step of the components' milliseconds."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = report["steps"]
+    figure, axes = plt.subplots(figsize=(max(6, 0.4 * len(rows) + 3), 4))
+    bottom = [0.0] * len(rows)
+    places = list(range(len(rows)))
+    for name in steps.COMPONENTS:
+        heights = [r[f"{name}_ms"] for r in rows]
+        axes.bar(places, heights, bottom=bottom, label=name)
+        bottom = [b + h for b, h in zip(bottom, heights)]
+    axes.set_xticks(places, [str(r["step"]) for r in rows])
+    axes.set_xlabel("step")
+    axes.set_ylabel("ms")
+    axes.set_title(f"where each step's time goes: {report['model_dir']}")
+    axes.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)

@@ -1,0 +1,101 @@
+"""--dump_tensors: the demo model made to diverge (learning rate 1e4) stops naming the first op
+whose output held NaN or Inf, read from TF's debugger dump; TF's own reader (DebugDataReader)
+then finds that op's execution with a non-finite health value. Without dumps the message stays
+as it was."""
+import os
+
+import pytest
+
+from tests import helpers
+
+# The demo model (launch/recipes/demo.flags) on synthetic input, with an exploding rate: its
+# loss is NaN/Inf at step 5 with this seed.
+DIVERGING = ["--input=synthetic", "--model=densenet121", "--image_size=64", "--dtype=bf16",
+             "--batch_size=32", "--num_classes=10", "--warmup_epochs=0", "--initial_lr=1e4",
+             "--seed=1", "--epochs=1", "--steps_per_epoch=12", "--validation_steps=0",
+             "--log_steps=2"]
+STOPPED = "train: loss or gradients became NaN or Inf at step "
+
+
+def last_line(proc):
+    return proc.stderr.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="module")
+def diverged(tmp_path_factory):
+    root = tmp_path_factory.mktemp("diverged")
+    dumped = helpers.run_train([*DIVERGING, f"--model_dir={root / 'dumped'}",
+                                f"--dump_tensors={root / 'dump'}", "--dump_steps=2,10"],
+                               timeout=600, check=False)
+    plain = helpers.run_train([*DIVERGING, f"--model_dir={root / 'plain'}"], timeout=600,
+                              check=False)
+    return root / "dump", dumped, plain
+
+
+@pytest.mark.slow
+def test_the_stop_names_the_first_nonfinite_op_of_the_train_step(diverged):
+    dump, dumped, _ = diverged
+    assert dumped.returncode == 1, dumped.stderr[-3000:]
+    line = last_line(dumped)
+    assert line.startswith(STOPPED) and "; first op whose output held NaN or Inf: " in line, line
+    named = line.split("NaN or Inf: ")[1].split(" ")[0]
+    op_name = named.split(":")[0]
+    assert op_name.split("/")[0] in ("forward", "gradient_tape", "backward", "allreduce",
+                                     "apply"), line  # an op of the train step's phases
+    assert f"(tensor dumps in {dump})" in line
+    assert "tensor dumps: steps 3-10 into" in dumped.stdout
+
+
+@pytest.mark.slow
+def test_tfs_reader_lists_that_ops_nonfinite_execution(diverged):
+    from tensorflow.python.debug.lib import debug_events_reader
+    dump, dumped, _ = diverged
+    named = last_line(dumped).split("NaN or Inf: ")[1].split(" ")[0]
+    op_name, _, slot = named.partition(":")
+    with debug_events_reader.DebugDataReader(str(dump)) as reader:
+        reader.update()
+        assert reader.num_graph_execution_traces() > 0
+        digests = {d.op_name for d in reader.graph_op_digests()}
+        assert op_name in digests  # an op of the instrumented train step's graph
+        traces = [t for t in reader.graph_execution_traces()
+                  if t.op_name == op_name and t.output_slot == int(slot or 0)]
+        # CONCISE_HEALTH: [tensor id, elements, -inf count, +inf count, nan count]
+        assert any(sum(t.debug_tensor_value[2:5]) > 0 for t in traces), \
+            [t.debug_tensor_value for t in traces]
+        first_bad = next(i for i, t in enumerate(reader.graph_execution_traces())
+                         if t.debug_tensor_value and sum(t.debug_tensor_value[2:5]) > 0)
+        assert reader.graph_execution_traces()[first_bad].op_name == op_name
+
+
+@pytest.mark.slow
+def test_without_dumps_the_message_is_as_before(diverged):
+    _, dumped, plain = diverged
+    assert plain.returncode == 1, plain.stderr[-3000:]
+    line = last_line(plain)
+    step = line[len(STOPPED):].split(";")[0]
+    assert line == (f"{STOPPED}{step}; stopped without applying it (last good checkpoint "
+                    f"kept)"), line
+    assert last_line(dumped).startswith(f"{STOPPED}{step};")  # the same step, dumps or not
+
+
+@pytest.mark.smoke
+def test_a_dump_window_bounds_its_buffer_and_leaves_outside_steps_alone(tmp_path):
+    """A finite run with a window of 2 of 6 steps and a buffer of 50 op executions: the dump
+    holds at most 50 of them, all from the window's traced step; the window's cost is logged."""
+    from tensorflow.python.debug.lib import debug_events_reader
+    out = helpers.run_train(["--input=synthetic", f"--model_dir={tmp_path / 'run'}",
+                             *helpers.TINY, "--num_classes=10", "--epochs=1",
+                             "--steps_per_epoch=6", "--validation_steps=0", "--log_steps=1",
+                             f"--dump_tensors={tmp_path / 'dump'}", "--dump_steps=2,4",
+                             "--dump_buffer_size=50"]).stdout
+    assert "tensor dumps: steps 3-4 into" in out and "CONCISE_HEALTH" in out, out
+    assert "img/s inside the window against" in out, out
+    with debug_events_reader.DebugDataReader(str(tmp_path / "dump")) as reader:
+        reader.update()
+        assert 0 < reader.num_graph_execution_traces() <= 50
+        graphs = {reader.graph_by_id(t.graph_id).name for t in reader.graph_execution_traces()}
+        assert all("step" in name for name in graphs), graphs
+    records = [r for r in helpers.metrics(tmp_path / "run", timing=True)
+               if r["split"] == "tensor_dumps"]
+    assert [(r["first_step"], r["step"]) for r in records] == [(4, 4)]
+    assert os.path.isdir(tmp_path / "dump")
