@@ -76,6 +76,7 @@ class Trainer:
         self._profiling = False
         # engine.tensor_dumps.TensorDumps of a window of steps (None: off, or not this rank).
         self.dumps, self._dump_function, self._dump_batch = tensor_dumps, None, None
+        self._dump_start = None
         self._traced = set()  # the kinds of step call (single, loop) already traced
 
     def log(self, *args, **kwargs):
@@ -199,7 +200,8 @@ class Trainer:
                 checkpointing = itstime(step, cfg.checkpoint_steps) and step != epoch_end
                 progress.update(step, meter)  # host-side only: steps and time
                 if not (logging or checkpointing or step == epoch_end
-                        or step in self._window_edges() or self._dump_function):
+                        or step in self._window_edges()
+                        or (self.dumps is not None and self.dumps.active)):
                     continue  # not an event boundary: nothing is read from the device
                 self.watchdog.expect(f"the other workers and the device at the step-{step} "
                                      f"boundary", step)
@@ -367,10 +369,10 @@ class Trainer:
             self.log(f"tensor dumps: steps {window[0] + 1}-{window[1]} into "
                      f"{self.dumps.dump_root} ({self.dumps.mode}, the last "
                      f"{self.dumps.buffer_size} op executions kept)")
-        elif step == window[0] + 1 and self._dump_function is not None:
-            self._dump_start = (step, time.perf_counter())
         elif step == window[1]:
             self._stop_dumps(step)
+        elif step == window[0] + 1 and self.dumps.active:
+            self._dump_start = (step, time.perf_counter())
 
     def _stop_dumps(self, step=None):
         """Writes the dump out (also when the run ends inside the window or fails)."""
@@ -379,8 +381,10 @@ class Trainer:
         self.dumps.stop()
         self._dump_function = self._dump_batch = None
         cost = None
-        if step is not None and getattr(self, "_dump_start", None):
+        if step is not None and self._dump_start:
             cost = self._record_window("tensor_dumps", self._dump_start, step)
+        if not self.dumps.writes:
+            return
         self.log(f"tensor dumps: written to {self.dumps.dump_root} (open it with tensorboard "
                  f"--logdir {self.dumps.dump_root}, Debugger V2)"
                  + (f"; cost: {observe.describe_cost(cost)}" if cost else ""))

@@ -43,14 +43,18 @@ class FirstNonFinite:
 
 
 class TensorDumps:
-    """Dumps of the steps inside `window` (START, END: steps START+1..END) into `dump_root`."""
+    """Dumps of the steps inside `window` (START, END: steps START+1..END) into `dump_root`.
 
-    def __init__(self, dump_root, *, window, mode="CONCISE_HEALTH", buffer_size=100_000):
+    Every worker gets one, so that all run the window's steps alike (one per call, each
+    checked: the collectives at step boundaries must match); only those with `writes` dump."""
+
+    def __init__(self, dump_root, *, window, mode="CONCISE_HEALTH", buffer_size=100_000,
+                 writes=True):
         if mode not in MODES:
             raise ValueError(f"unknown tensor debug mode {mode!r}; expected one of "
                              f"{', '.join(MODES)}")
         self.dump_root, self.window, self.mode = dump_root, window, mode
-        self.buffer_size = buffer_size
+        self.buffer_size, self.writes = buffer_size, writes
         self.active = False
         self._function = None
 
@@ -59,24 +63,27 @@ class TensorDumps:
         return self.window[0] <= step < self.window[1]
 
     def start(self, train_step):
-        """Turns dumping on; returns the freshly traced step function to run the window with."""
+        """Opens the window; returns the freshly traced step function to run it with (None on
+        a worker that does not write: it runs the plain step)."""
+        self.active = True
+        if not self.writes:
+            return None
         tf.debugging.experimental.enable_dump_debug_info(
             self.dump_root, tensor_debug_mode=self.mode, circular_buffer_size=self.buffer_size)
         self._function = train_step.fresh_function()
-        self.active = True
         return self._function
 
     def stop(self):
-        """Writes the buffer out and turns dumping off."""
-        if self.active:
+        """Closes the window: writes the buffer out and turns dumping off."""
+        if self.active and self.writes:
             tf.debugging.experimental.disable_dump_debug_info()
-            self.active = False
+        self.active = False
 
     def first_nonfinite(self, images=None, labels=None):
         """The first op execution in the dump whose output held NaN or Inf, or None. With the
         batch the window ran on, its dtype and static shape are read from the traced graph."""
         self.stop()
-        if self.mode not in _HEALTH and self.mode != "FULL_TENSOR":
+        if not self.writes or (self.mode not in _HEALTH and self.mode != "FULL_TENSOR"):
             return None  # SHAPE, NO_TENSOR, FULL_NUMERICS: no per-op finiteness in the dump
         from tensorflow.python.debug.lib import debug_events_reader
         with debug_events_reader.DebugDataReader(self.dump_root) as reader:

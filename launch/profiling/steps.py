@@ -2,13 +2,14 @@
 
 The loop marks each step inside the window (observe.STEP_MARKER, with its step number) and the
 wait for its batch (observe.INPUT_WAIT_MARKER); the train step names its ops by phase
-(engine.step.PHASES, and TF puts the backward pass under "gradient_tape/"). The profiler ties
-every op to its step (the events' group_id). A step's wall time is then cut into pieces at every
+(engine.step.PHASES, and TF puts the backward pass under "gradient_tape/"). A step's ops are
+those that run inside its marker. Its wall time is then cut into pieces at every
 event boundary, and each piece goes to the phases running in it (shared equally when several
 run at once). A piece in which nothing runs goes to the phase that ran last when ops of the step
 come after it (the executor waiting on that phase, e.g. an asynchronous all-reduce), and to
 "other" before the first op and after the last one (dispatch, host code between steps).
 """
+import bisect
 import re
 
 from engine.observe import INPUT_WAIT_MARKER, STEP_MARKER
@@ -20,12 +21,15 @@ _SCOPE = re.compile(rf"^({'|'.join(PHASES)})(_\d+)?$")
 
 def phase_of(op_name):
     """The phase of an op from its name ("forward/Conv2D", "gradient_tape/forward/Relu/ReluGrad",
-    "apply_1/cond/..."), or None for ops outside the train step's phases."""
-    top = op_name.split(":", 1)[0].split("/", 1)[0]
-    if top == "gradient_tape":
-        return "backward"
-    match = _SCOPE.match(top)
-    return match.group(1) if match else None
+    "apply_1/cond/...", "while/body/_1/while/forward/..." inside gradient accumulation's loop),
+    or None for ops outside the train step's phases: its outermost phase scope."""
+    for scope in op_name.split(":", 1)[0].split("/")[:-1]:
+        if scope == "gradient_tape":
+            return "backward"
+        match = _SCOPE.match(scope)
+        if match:
+            return match.group(1)
+    return None
 
 
 _ASYNC_START = "ExecutorState::ProcessAsync::Start"
@@ -33,35 +37,26 @@ _ASYNC_DONE = "ExecutorState::ProcessAsync::Done"
 
 
 def _spans(events):
-    """{group_id: step marker event}, {group_id: [(start, end, component)]} in microseconds.
-    An asynchronous op (Horovod's all-reduce) runs from its Start event to its Done event."""
-    steps, spans, async_ops = {}, {}, {}
+    """[step marker events], [(start, end, component)] in microseconds. An asynchronous op
+    (Horovod's all-reduce) runs from its Start event to its Done event."""
+    markers, spans, async_ops = [], [], {}
     for e in events:
         if e.get("ph") != "X" or "dur" not in e:
             continue
         args = e.get("args", {})
-        group = args.get("group_id")
-        if group is None:
-            continue
         if "step_num" in args and e["name"].split(" ")[0] == STEP_MARKER:
-            steps[group] = e
-            continue
-        if e["name"] in (_ASYNC_START, _ASYNC_DONE):
-            async_ops.setdefault((group, args.get("name") or ""), {})[e["name"]] = e["ts"]
-            continue
-        if e["name"] == INPUT_WAIT_MARKER:
-            component = "input"
-        elif "long_name" in args:
-            component = phase_of(args["long_name"])
-        else:
-            component = None
-        if component:
-            spans.setdefault(group, []).append((e["ts"], e["ts"] + e["dur"], component))
-    for (group, name), times in async_ops.items():
-        if phase_of(name) and len(times) == 2:
-            spans.setdefault(group, []).append((times[_ASYNC_START], times[_ASYNC_DONE],
-                                                phase_of(name)))
-    return steps, spans
+            markers.append(e)
+        elif e["name"] in (_ASYNC_START, _ASYNC_DONE):
+            async_ops.setdefault((args.get("name") or "", e["name"]), []).append(e["ts"])
+        elif e["name"] == INPUT_WAIT_MARKER:
+            spans.append((e["ts"], e["ts"] + e["dur"], "input"))
+        elif phase_of(args.get("long_name", "")):
+            spans.append((e["ts"], e["ts"] + e["dur"], phase_of(args["long_name"])))
+    for (name, kind), starts in async_ops.items():
+        if kind == _ASYNC_START and phase_of(name):
+            dones = sorted(async_ops.get((name, _ASYNC_DONE), []))
+            spans += [(s, d, phase_of(name)) for s, d in zip(sorted(starts), dones)]
+    return markers, spans
 
 
 def split(start, end, spans):
@@ -97,11 +92,16 @@ def split(start, end, spans):
 
 def breakdown(trace):
     """The trace_viewer tool's JSON → [{step, wall_ms, <component>_ms...}] by step number."""
-    steps, spans = _spans(trace.get("traceEvents", []))
+    markers, spans = _spans(trace.get("traceEvents", []))
+    spans.sort()
+    starts = [s for s, _, _ in spans]
     rows = []
-    for group, marker in steps.items():
+    for marker in markers:
         start, end = marker["ts"], marker["ts"] + marker["dur"]
-        parts = split(start, end, spans.get(group, []))
+        # Steps inside the window run one at a time and the host waits for each, so a step's
+        # ops are those inside its marker (the profiler's own grouping misses ops in loops).
+        inside = spans[:bisect.bisect_right(starts, end)]
+        parts = split(start, end, [span for span in inside if span[1] > start])
         row = {"step": int(marker["args"]["step_num"]), "wall_ms": marker["dur"] / 1e3}
         row.update({f"{c}_ms": parts[c] / 1e3 for c in COMPONENTS})
         rows.append(row)

@@ -63,14 +63,16 @@ def profile_window(fv: flags.FlagValues = FLAGS):
 
 
 def tensor_dumps(rank: int, fv: flags.FlagValues = FLAGS):
-    """The --dump_tensors of this worker (engine.tensor_dumps.TensorDumps), or None."""
-    if not fv.dump_tensors or (rank != 0 and not fv.dump_all_ranks):
+    """The --dump_tensors window of this worker (engine.tensor_dumps.TensorDumps: every worker
+    has it, rank 0 alone writes unless --dump_all_ranks), or None."""
+    if not fv.dump_tensors:
         return None
     from engine.tensor_dumps import TensorDumps
     root = (os.path.join(fv.dump_tensors, f"rank_{rank}") if fv.dump_all_ranks
             else fv.dump_tensors)
     window = _parse_window(fv.dump_steps) if fv.dump_steps else (0, 2**62)
-    return TensorDumps(root, window=window, mode=fv.dump_mode, buffer_size=fv.dump_buffer_size)
+    return TensorDumps(root, window=window, mode=fv.dump_mode, buffer_size=fv.dump_buffer_size,
+                       writes=rank == 0 or fv.dump_all_ranks)
 
 
 def write_flagfile(path: str, fv: flags.FlagValues = FLAGS):

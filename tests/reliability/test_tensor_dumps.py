@@ -93,9 +93,48 @@ def test_a_dump_window_bounds_its_buffer_and_leaves_outside_steps_alone(tmp_path
     with debug_events_reader.DebugDataReader(str(tmp_path / "dump")) as reader:
         reader.update()
         assert 0 < reader.num_graph_execution_traces() <= 50
-        graphs = {reader.graph_by_id(t.graph_id).name for t in reader.graph_execution_traces()}
-        assert all("step" in name for name in graphs), graphs
+        for trace in reader.graph_execution_traces():
+            names, graph = [], reader.graph_by_id(trace.graph_id)
+            while graph is not None:  # the op's graph, then the graphs around it
+                names.append(graph.name)
+                graph = graph.outer_graph_id and reader.graph_by_id(graph.outer_graph_id)
+            assert "_step" in names, names  # inside the traced train step
     records = [r for r in helpers.metrics(tmp_path / "run", timing=True)
                if r["split"] == "tensor_dumps"]
     assert [(r["first_step"], r["step"]) for r in records] == [(4, 4)]
     assert os.path.isdir(tmp_path / "dump")
+
+
+@pytest.mark.slow
+def test_two_workers_dump_on_rank_0_or_on_every_rank(tmp_path):
+    """All workers run the window alike (a worker that does not dump still steps one by one and
+    checks each step, so the boundary collectives match); rank 0 dumps, or every rank with
+    --dump_all_ranks, and each names its own first non-finite op."""
+    import sys
+    horovodrun = os.path.join(os.path.dirname(sys.executable), "horovodrun")
+    tiny = ["--input=synthetic", *helpers.TINY, "--num_classes=10", "--initial_lr=1e4",
+            "--seed=3", "--epochs=1", "--steps_per_epoch=12", "--validation_steps=0",
+            "--dump_steps=2,12", "--stall_timeout=120"]
+    for name, extra in (("rank0", []), ("all", ["--dump_all_ranks"])):
+        dump = tmp_path / f"dump_{name}"
+        proc = subprocess_run([horovodrun, "-np", "2", "-H", "localhost:2", "--gloo",
+                               *helpers.train_command(f"--model_dir={tmp_path / name}",
+                                                      f"--dump_tensors={dump}", *tiny, *extra)])
+        assert proc.returncode != 0 and "stalled" not in proc.stdout + proc.stderr, \
+            proc.stdout[-3000:] + proc.stderr[-3000:]
+        named = [line for line in (proc.stdout + proc.stderr).splitlines()
+                 if STOPPED in line and "first op whose output held NaN or Inf" in line]
+        if extra:
+            assert sorted(os.listdir(dump)) == ["rank_0", "rank_1"]
+            assert len(named) == 2, named
+        else:
+            assert not os.path.exists(dump / "rank_0")
+            assert any(f.endswith(".graph_execution_traces") for f in os.listdir(dump))
+            assert len(named) == 1 and named[0].startswith("[0]"), named
+
+
+def subprocess_run(cmd):
+    import subprocess
+    env = {**os.environ, "PYTHONPATH": helpers.REPO}
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=400, env=env,
+                          cwd=helpers.REPO)
