@@ -15,9 +15,10 @@ ADVICE = (
                         "slow worker, or try --fp16_allreduce and a larger batch per worker"),
     ("other", 0.25, "{share:.0%} of the step is host time outside the step's ops (dispatch, "
                     "Python between steps): try --steps_per_loop=10"),
-    ("compute", 0.60, "forward + backward are {share:.0%} of the step: the device computes most "
-                      "of the time; gains come from --dtype=bf16, a larger batch or a faster "
-                      "device"),
+    ("compute", 0.60, "forward + backward are {share:.0%} of the step: the step is bound by "
+                      "the device's compute, not by input or communication; speed comes from "
+                      "the compute side (--dtype=bf16, batch size, --jit_compile on an "
+                      "accelerator, the top ops below)"),
 )
 
 
