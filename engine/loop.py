@@ -1,4 +1,5 @@
-"""The outer loop: epochs of steps, exact evaluation, checkpoints, logs, profiling, stops.
+"""The outer loop: epochs of steps, exact evaluation, checkpoints, logs, stops, and the
+debugging windows (profiler, tensor dumps: engine/windows.py).
 
 Owns what happens between steps (orbit's split): the steps themselves are in engine/step.py.
 Rank 0 writes checkpoints, metrics.jsonl and TensorBoard events; every rank computes.
@@ -14,6 +15,7 @@ from engine import checkpoints, observe, precise_bn
 from engine.cadence import itstime, next_boundary
 from engine.errors import NonFiniteLoss
 from engine.step import EvalStep, TrainStep
+from engine.windows import DebugWindows
 
 
 @dataclasses.dataclass
@@ -73,10 +75,12 @@ class Trainer:
             workers=self.workers, **extra)
         self.recorder = observe.Recorder(config.model_dir, backend.is_chief)
         self._stop_signal = None
-        self._profiling = False
-        # engine.tensor_dumps.TensorDumps of a window of steps (None: off, or not this rank).
-        self.dumps, self._dump_function, self._dump_batch = tensor_dumps, None, None
-        self._dump_start = None
+        # The profiler's and the tensor dumps' windows (tensor_dumps: an
+        # engine.tensor_dumps.TensorDumps, or None).
+        self.windows = DebugWindows(model_dir=config.model_dir, batch_size=config.batch_size,
+                                    profile_steps=config.profile_steps, dumps=tensor_dumps,
+                                    is_chief=backend.is_chief, recorder=self.recorder,
+                                    log=self.log)
         self._traced = set()  # the kinds of step call (single, loop) already traced
 
     def log(self, *args, **kwargs):
@@ -117,7 +121,7 @@ class Trainer:
                 self.log(self._worker_change_note(int(workers), step))
         self.workers.assign(self.backend.size)
         self.recorder.truncate_after(step)
-        self._segment_first_step = step
+        self.windows.segment_first_step = step
         return step
 
     def _worker_change_note(self, before, step):
@@ -167,17 +171,13 @@ class Trainer:
         try:
             step, last_eval = self._epochs(iterator, step, total_steps, meter, progress)
         finally:
-            self._stop_dumps()
+            self.windows.stop_dumps()
         progress.close()
-        self._stop_profiler(step)
+        self.windows.stop_profiler(step)
         summary = {"steps": step, "images_per_sec": meter.overall()}
         if last_eval:
             summary.update({f"validation_{k}": v for k, v in last_eval.items()})
         return summary
-
-    def _window_edges(self):
-        windows = [self.config.profile_steps, self.dumps.window if self.dumps else None]
-        return tuple(edge for window in windows if window for edge in window)
 
     def _epochs(self, iterator, step, total_steps, meter, progress):
         """Epochs of steps from `step` to `total_steps`; (last step, last evaluation)."""
@@ -188,11 +188,11 @@ class Trainer:
             epoch_end = (epoch + 1) * cfg.steps_per_epoch
             while step < epoch_end:
                 chunk_end = next_boundary(
-                    step, limit=min(epoch_end, step + self._steps_per_call(step)),
+                    step, limit=min(epoch_end, step + self.windows.steps_per_call(
+                        step, cfg.steps_per_loop)),
                     every=(cfg.log_steps, cfg.checkpoint_steps, cfg.save_summary_steps),
-                    at=self._window_edges())
-                self._maybe_profile(step)
-                self._maybe_dump(step)
+                    at=self.windows.edges())
+                self.windows.open_or_close(step, self.train_step)
                 self._run(iterator, step, chunk_end - step, meter)
                 step = chunk_end
                 logging = (itstime(step, cfg.log_steps, last=epoch_end)
@@ -200,8 +200,7 @@ class Trainer:
                 checkpointing = itstime(step, cfg.checkpoint_steps) and step != epoch_end
                 progress.update(step, meter)  # host-side only: steps and time
                 if not (logging or checkpointing or step == epoch_end
-                        or step in self._window_edges()
-                        or (self.dumps is not None and self.dumps.active)):
+                        or step in self.windows.edges() or self.windows.checks_each_step()):
                     continue  # not an event boundary: nothing is read from the device
                 self.watchdog.expect(f"the other workers and the device at the step-{step} "
                                      f"boundary", step)
@@ -228,21 +227,16 @@ class Trainer:
         first = kind not in self._traced
         self._traced.add(kind)
         if steps == 1:
-            with observe.step_marker(step + 1, enabled=self._profiling):
+            profiling = self.windows.profiling
+            with observe.step_marker(step + 1, enabled=profiling):
                 wait_start = time.perf_counter()
                 self.watchdog.expect("the input pipeline", step, long=first)
-                with observe.input_wait_marker(enabled=self._profiling):
+                with observe.input_wait_marker(enabled=profiling):
                     images, labels = next(iterator)
                 waited = time.perf_counter() - wait_start
                 self.watchdog.expect("the train step (the device or the gradient all-reduce)",
-                                     step, long=first or self._dump_function is not None)
-                if self._dump_function is not None:
-                    self._dump_function(images, labels)
-                    self._dump_batch = (images, labels)
-                else:
-                    self.train_step(images, labels)
-                if self._profiling:  # so that each marked step holds its own device time
-                    observe.to_host([self.train_step.nonfinite_step])
+                                     step, long=first or self.windows.dumping_here())
+                self.windows.run_step(self.train_step, images, labels)
             meter.add(1, waited, time.perf_counter() - wait_start - waited)
         else:
             start = time.perf_counter()
@@ -256,20 +250,7 @@ class Trainer:
         if bad >= 0:
             raise NonFiniteLoss(f"loss or gradients became NaN or Inf at step {bad + 1}; "
                                 f"stopped without applying it (last good checkpoint kept)"
-                                f"{self._first_nonfinite_op()}")
-
-    def _first_nonfinite_op(self):
-        """With tensor dumps of the bad step: which op first held NaN or Inf, from the dump."""
-        if self._dump_function is None:
-            return ""
-        found = self.dumps.first_nonfinite(*self._dump_batch)
-        self._dump_function = None
-        if found is None:
-            return (f"; the tensor dumps in {self.dumps.dump_root} hold no op output with NaN "
-                    f"or Inf (--dump_mode={self.dumps.mode} records none, or the buffer kept "
-                    f"too few op executions: raise --dump_buffer_size)")
-        return (f"; first op whose output held NaN or Inf: {found.describe()} (tensor dumps in "
-                f"{self.dumps.dump_root})")
+                                f"{self.windows.first_nonfinite_op()}")
 
     def _log_train(self, step, meter, epoch_end):
         metrics = self.train_step.metrics.read_and_reset(self.backend)
@@ -311,83 +292,6 @@ class Trainer:
                 stats = stats + self.ema.statistics_averages()
             for v, mean in zip(stats, self.backend.average([v.read_value() for v in stats])):
                 v.assign(mean)
-
-    # -- profiling -------------------------------------------------------------------------
-    def _steps_per_call(self, step):
-        """Inside the profiler's window steps run one per call, so that each is marked in the
-        profile; the step before it too, so that tracing the one-step call stays outside.
-        Inside the tensor-dump window too, so that a bad step stops the run at once, with its
-        op executions the last ones in the dump's buffer."""
-        for window in (self.config.profile_steps, self.dumps.window if self.dumps else None):
-            if window and window[0] - 1 <= step < window[1]:
-                return 1
-        return self.config.steps_per_loop
-
-    def _maybe_profile(self, step):
-        window = self.config.profile_steps
-        if not window or not self.backend.is_chief:
-            return
-        if step == window[0]:
-            tf.profiler.experimental.start(f"{self.config.model_dir}/train")
-            self._profiling = True
-            self._window_start = (step, time.perf_counter())
-            self.log(f"profiler: capturing steps {window[0] + 1}-{window[1]}, one step per call; "
-                     f"read it with python -m launch.profile {self.config.model_dir}")
-        elif step == window[1]:
-            self._stop_profiler(step)
-
-    def _stop_profiler(self, step):
-        """Ends the capture and records the window's rate (the cost of profiling, read against
-        the train records outside the window) and the first step of this run segment (which
-        lets launch.profile number the Horovod timeline's steps)."""
-        if not self._profiling:
-            return
-        tf.profiler.experimental.stop()
-        self._profiling = False
-        self._record_window("profile", self._window_start, step)
-        self.log(f"profiler: trace written under {self.config.model_dir}/train/plugins/profile")
-
-    def _record_window(self, split, started, step):
-        """A metrics.jsonl record of a profile or dump window: its steps and images/s."""
-        first, start = started
-        if step <= first:
-            return None
-        rate = round((step - first) * self.config.batch_size
-                     / max(time.perf_counter() - start, 1e-9), 2)
-        record = {"split": split, "step": step, "first_step": first + 1,
-                  "segment_first_step": self._segment_first_step + 1, "images_per_sec": rate}
-        self.recorder.write(record)
-        return observe.window_cost(self.recorder.records(), split, step)
-
-    def _maybe_dump(self, step):
-        if self.dumps is None:
-            return
-        window = self.dumps.window
-        if step == window[0]:
-            self._dump_function = self.dumps.start(self.train_step)
-            self._dump_start = None  # timed from the end of the first step (its tracing)
-            self.log(f"tensor dumps: steps {window[0] + 1}-{window[1]} into "
-                     f"{self.dumps.dump_root} ({self.dumps.mode}, the last "
-                     f"{self.dumps.buffer_size} op executions kept)")
-        elif step == window[1]:
-            self._stop_dumps(step)
-        elif step == window[0] + 1 and self.dumps.active:
-            self._dump_start = (step, time.perf_counter())
-
-    def _stop_dumps(self, step=None):
-        """Writes the dump out (also when the run ends inside the window or fails)."""
-        if self.dumps is None or not self.dumps.active:
-            return
-        self.dumps.stop()
-        self._dump_function = self._dump_batch = None
-        cost = None
-        if step is not None and self._dump_start:
-            cost = self._record_window("tensor_dumps", self._dump_start, step)
-        if not self.dumps.writes:
-            return
-        self.log(f"tensor dumps: written to {self.dumps.dump_root} (open it with tensorboard "
-                 f"--logdir {self.dumps.dump_root}, Debugger V2)"
-                 + (f"; cost: {observe.describe_cost(cost)}" if cost else ""))
 
     # -- evaluate --------------------------------------------------------------------------
     def evaluate(self, step=None, epoch=None, *, precise_bn_sec=None):

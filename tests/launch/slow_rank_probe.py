@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from engine import distributed
 
-SLEEP_SEC = 0.25
+SLEEP_SEC = 1.0
 _average = distributed.Horovod.average_gradients
 
 

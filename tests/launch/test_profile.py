@@ -168,9 +168,11 @@ def test_two_workers_report_the_allreduce_and_rank_1s_planted_delay(tmp_path):
     report = profile_json(model_dir)  # finds the timeline through the run's flags.txt
     sleep_ms = 1e3 * slow_rank_probe.SLEEP_SEC
     assert [s["step"] for s in report["horovod"]] == [4, 5, 6]
+    # Rank 0 waits for the sleep less the time its own step took longer than rank 1's (on 2
+    # shared cores that can be a few hundred ms): half the sleep is a safe floor.
     for row, hvd in zip(report["steps"], report["horovod"]):
-        assert row["allreduce_ms"] >= 0.8 * sleep_ms, row  # rank 0 waits inside the all-reduce
-        assert hvd["negotiation_ms"] >= 0.8 * sleep_ms, hvd  # ... for the slowest worker
+        assert row["allreduce_ms"] >= 0.5 * sleep_ms, row  # rank 0 waits inside the all-reduce
+        assert hvd["negotiation_ms"] >= 0.5 * sleep_ms, hvd  # ... for the slowest worker
         assert hvd["negotiation_ms"] > 5 * hvd["transfer_ms"], hvd
     assert "all-reduce" in report["advice"] and "slowest worker" in report["advice"]
     text = profile(model_dir)
