@@ -15,8 +15,8 @@ import tensorflow as tf
 from engine import losses, observe
 
 # The name scopes that split a train step's ops into its phases; launch.profile reads a profile's
-# op names by them (the backward pass's ops are named after the forward ops they differentiate,
-# under "backward/").
+# op names by them (TF names the gradient ops "gradient_tape/<forward op>", which it reads as
+# backward).
 PHASES = ("forward", "backward", "allreduce", "apply")
 
 

@@ -28,15 +28,12 @@ flags.DEFINE_string("horovod_timeline", None, "Horovod's timeline of the run; de
 
 def _run_timeline(model_dir):
     """The timeline the run wrote (its flags.txt's --horovod_timeline), if it is still there."""
+    from launch import run_dir
     path = os.path.join(model_dir, "flags.txt")
     if not os.path.exists(path):
         return None
-    with open(path) as f:
-        for line in f:
-            if line.startswith("--horovod_timeline="):
-                timeline = line.strip().split("=", 1)[1]
-                return timeline if os.path.exists(timeline) else None
-    return None
+    timeline = run_dir.read_flags(path).horovod_timeline
+    return timeline if timeline and os.path.exists(timeline) else None
 
 
 def main(argv):
@@ -44,8 +41,8 @@ def main(argv):
         raise app.UsageError("give one training run: python -m launch.profile MODEL_DIR")
     model_dir = argv[1]
     from launch.profiling import report as profile_report
-    timeline = FLAGS.horovod_timeline or _run_timeline(model_dir)
     try:
+        timeline = FLAGS.horovod_timeline or _run_timeline(model_dir)
         if FLAGS.horovod_timeline and not os.path.exists(FLAGS.horovod_timeline):
             raise CommandError(f"{FLAGS.horovod_timeline}: no such file (--horovod_timeline)")
         result = profile_report.build(model_dir, run=FLAGS.run, timeline=timeline)

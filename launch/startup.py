@@ -31,22 +31,36 @@ def is_noise(line):
 
 
 @contextlib.contextmanager
-def noise_dropped_from_stderr():
+def stderr_set_aside():
+    """Sends what anything in the process (C++ included) writes to fd 2 into a temporary file
+    for the duration of the block; yields a list that then holds that text."""
+    logged = []
     sys.stderr.flush()
     with tempfile.TemporaryFile() as aside:
         saved = os.dup(2)
         os.dup2(aside.fileno(), 2)
         try:
-            yield
+            yield logged
         finally:
             sys.stderr.flush()
             os.dup2(saved, 2)
             os.close(saved)
             aside.seek(0)
-            for line in aside.read().decode(errors="replace").splitlines(keepends=True):
-                if not is_noise(line):
-                    sys.stderr.write(line)
-            sys.stderr.flush()
+            logged.append(aside.read().decode(errors="replace"))
+
+
+@contextlib.contextmanager
+def noise_dropped_from_stderr():
+    """What is written to fd 2 inside the block goes on afterwards, less the NOISE lines."""
+    logged = []
+    try:
+        with stderr_set_aside() as logged:
+            yield
+    finally:
+        for line in "".join(logged).splitlines(keepends=True):
+            if not is_noise(line):
+                sys.stderr.write(line)
+        sys.stderr.flush()
 
 
 def quiet_tensorflow():

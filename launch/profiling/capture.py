@@ -1,11 +1,10 @@
 """A profiler capture read with the profiler's own converters (xprof's xspace-to-tool-data, or
 tensorboard-plugin-profile's on the TF 2.15 lane), not a hand-written protobuf parser."""
-import contextlib
 import glob
 import json
 import os
-import tempfile
 
+from launch import startup
 from launch.errors import CommandError
 
 
@@ -50,32 +49,22 @@ def _converter():
                            "2.15): run make setup") from None
 
 
-@contextlib.contextmanager
-def _stderr_kept_aside():
-    """The converters log every stage through C++ logging on fd 2; keep that out of the report
-    and hand it back (as the yielded file) for an error message."""
-    with tempfile.TemporaryFile(mode="w+") as aside:
-        saved = os.dup(2)
-        os.dup2(aside.fileno(), 2)
-        try:
-            yield aside
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-
-
 def tool_data(capture_dir, tool):
     """One of the profiler's tools (trace_viewer, framework_op_stats, ...) as parsed JSON."""
     paths = sorted(glob.glob(os.path.join(capture_dir, "*.xplane.pb")))
     convert, suffix = _converter()
-    with _stderr_kept_aside() as aside:
+    # The converters log every stage through C++ logging on fd 2: kept out of the report, and
+    # its last line given in an error.
+    failure = None
+    with startup.stderr_set_aside() as logged:
         try:
             data, _ = convert(paths, tool + suffix, {})
         except Exception as e:  # the converters raise bare RuntimeError/ValueError
-            aside.seek(0)
-            last = [line for line in aside.read().splitlines() if line.strip()][-1:]
-            raise CaptureError(f"{capture_dir}: the profiler cannot read it as {tool} ({e}"
-                               f"{'; ' + last[0] if last else ''})") from None
+            failure = e
+    if failure is not None:
+        last = [line for line in "".join(logged).splitlines() if line.strip()][-1:]
+        raise CaptureError(f"{capture_dir}: the profiler cannot read it as {tool} ({failure}"
+                           f"{'; ' + last[0] if last else ''})") from None
     if not data:
         raise CaptureError(f"{capture_dir}: the profiler found no {tool} data in it")
     try:

@@ -1,6 +1,4 @@
 """launch.profile's report: one dict (what --format=json writes), its text form, and its plot."""
-import json
-import os
 
 from engine import observe
 from launch.profiling import capture, horovod_timeline, steps
@@ -20,14 +18,6 @@ ADVICE = (
                       "the compute side (--dtype=bf16, batch size, --jit_compile on an "
                       "accelerator, the top ops below)"),
 )
-
-
-def _read_records(model_dir):
-    path = os.path.join(model_dir, "metrics.jsonl")
-    if not os.path.exists(path):
-        return []
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
 
 
 def top_ops(op_stats, wall_us):
@@ -76,7 +66,7 @@ def build(model_dir, *, run=None, timeline=None):
               "steps": rows, "total": {"wall_ms": wall, **{f"{c}_ms": totals[c]
                                                            for c in steps.COMPONENTS}},
               "top_ops": top_ops(capture.tool_data(found, "framework_op_stats"), wall * 1e3)}
-    records = _read_records(model_dir)
+    records = observe.Recorder(model_dir, is_chief=False).records()  # read-only
     report["profiling_cost"] = observe.window_cost(records, "profile", rows[-1]["step"])
     report["horovod"] = None
     if timeline:
