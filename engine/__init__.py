@@ -1,11 +1,16 @@
-"""Training: distributed backend, optimizers, schedules, the train/eval steps and the loop.
+"""Training: distributed backend, optimizers, schedules, the train/eval steps, and the loop (a
+controller with hooks).
 Takes plain Python objects; never reads flags."""
 from engine import cadence, distributed, losses, optimizers, schedules
 from engine.checkpoints import ModelDirLock, restore_net
+from engine.controller import Controller, Hook
 from engine.errors import CheckpointError, EngineError, HeadMismatch, ModelDirLocked, NonFiniteLoss
-from engine.loop import StopRequested, TrainConfig, Trainer
+from engine.hooks import StopRequested
+from engine.model import Model
 from engine.step import EvalStep, TrainStep
+from engine.trainer import TrainConfig, Trainer
 
 __all__ = ["cadence", "distributed", "losses", "optimizers", "schedules", "ModelDirLock",
            "restore_net", "CheckpointError", "EngineError", "HeadMismatch", "ModelDirLocked",
-           "NonFiniteLoss", "StopRequested", "Trainer", "TrainConfig", "EvalStep", "TrainStep"]
+           "NonFiniteLoss", "StopRequested", "Trainer", "TrainConfig", "EvalStep", "TrainStep",
+           "Controller", "Hook", "Model"]

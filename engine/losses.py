@@ -20,10 +20,11 @@ def cross_entropy(logits, labels, num_classes, label_smoothing=0.0):
 def regularized_variables(net, mode):
     """The variables an L2 penalty covers: `all` is the recipe's (conv and dense kernels, dense
     bias, BN gamma and beta); `kernels` leaves BN parameters and biases out."""
+    roles = net.variables_by_role()
     if mode == "all":
-        return net.kernels() + net.biases() + net.bn_parameters()
+        return roles["kernels"] + roles["biases"] + roles["normalization"]
     if mode == "kernels":
-        return net.kernels()
+        return roles["kernels"]
     raise ValueError(f"unknown weight decay mode {mode!r}")
 
 

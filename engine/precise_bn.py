@@ -14,6 +14,8 @@ over the batches of all workers.
 """
 import tensorflow as tf
 
+from engine import model
+
 
 def stream_seed(run_seed: int, epoch: int) -> int:
     """The seed of the batches used after `epoch`: their own stream, never the training one, so
@@ -31,31 +33,28 @@ def unsettled_share(updates: int, momentum: float):
 
 
 def recompute(net, batches, backend) -> int:
-    """Sets every BN layer of `net` to the population statistics of `batches` (an iterable of
-    image batches, the same count on every worker). Returns the number of local batches."""
-    norms = net.batch_norms()
-    place = {id(bn): i for i, bn in enumerate(norms)}
+    """Sets every moving statistic of `net` (an engine.model.Model) to the population statistics
+    of `batches` (an iterable of image batches, the same count on every worker). Returns the
+    number of local batches."""
 
     @tf.function
     def statistics(images):
-        _, batch_statistics = net.forward(images, training=True, dropout=False)
-        ordered = [None] * len(norms)
-        for bn, mean, variance in batch_statistics:
-            ordered[place[id(bn)]] = (mean, variance)
-        return ordered
+        return net.forward(images, training=True, dropout=False)[1]
 
     sums, count = None, 0
     for images in batches:
         terms = [(tf.cast(m, tf.float64), tf.cast(v, tf.float64), tf.cast(m, tf.float64) ** 2)
-                 for m, v in statistics(images)]
+                 for m, v in model.statistic_pairs(statistics(images))]
         sums = terms if sums is None else [tuple(a + b for a, b in zip(s, t))
                                            for s, t in zip(sums, terms)]
         count += 1
     if not count:
         raise ValueError("precise BN statistics need at least one batch")
     means = backend.average([term / count for triple in sums for term in triple])
-    for i, bn in enumerate(norms):
+    population = []
+    for i in range(len(sums)):
         mean, mean_variance, mean_square = means[3 * i:3 * i + 3]
-        bn.moving_mean.assign(tf.cast(mean, tf.float32))
-        bn.moving_variance.assign(tf.cast(mean_variance + mean_square - mean ** 2, tf.float32))
+        population += [tf.cast(mean, tf.float32),
+                       tf.cast(mean_variance + mean_square - mean ** 2, tf.float32)]
+    model.assign(net.moving_statistics(), population)
     return count

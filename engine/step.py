@@ -12,12 +12,8 @@ from typing import Callable
 
 import tensorflow as tf
 
-from engine import losses, observe
-
-# The name scopes that split a train step's ops into its phases; launch.profile reads a profile's
-# op names by them (TF names the gradient ops "gradient_tape/<forward op>", which it reads as
-# backward).
-PHASES = ("forward", "backward", "allreduce", "apply")
+from engine import losses, model, observe
+from engine.run_format import ALLREDUCE, APPLY, BACKWARD, FORWARD
 
 
 class Metrics(tf.Module):
@@ -82,6 +78,35 @@ class TrainStep:
     def __call__(self, images, labels):
         self._one(images, labels)
 
+    # What the loop uses of the step (it owns the net, the optimizer and the weight average).
+    def build(self):
+        """Creates the optimizer's slots (before a restore or a broadcast)."""
+        self.optimizer.build(self.variables)
+
+    def shared_variables(self):
+        """Everything that must be equal on every worker: the net, the optimizer (slots and
+        iterations) and the weight average."""
+        averages = list(self.ema.averages) if self.ema is not None else []
+        return list(self.net.variables) + list(self.optimizer.variables) + averages
+
+    def drifting_variables(self):
+        """The variables that each worker moves with its own batches (the moving statistics and
+        their averages): averaged across workers before evaluations and checkpoints."""
+        averages = self.ema.statistics_averages() if self.ema is not None else []
+        return self.net.moving_statistics() + averages
+
+    def first_nonfinite_step(self):
+        """The 0-based step whose gradients were first not finite, or -1 (a device read)."""
+        return int(observe.to_host([self.nonfinite_step])[0])
+
+    def read_metrics(self, backend):
+        """The metric sums since the last read, over all workers, then reset (a device read)."""
+        return self.metrics.read_and_reset(backend)
+
+    def learning_rate(self, updates):
+        """The learning rate of the update after `updates` updates."""
+        return float(self.lr_fn(updates))
+
     def fresh_function(self):
         """A new tf.function of one step, traced on its first call: what runs under a callback
         that instruments ops as they are traced (the debugger's tensor dumps)."""
@@ -90,7 +115,7 @@ class TrainStep:
     def _gradients(self, images, labels, scale):
         """Gradients of scale * (mean data loss + L2 penalty), the batch statistics, and the
         metric sums [loss, top-1, top-5, examples] of one (micro-)batch."""
-        with tf.GradientTape() as tape, tf.name_scope(PHASES[0]):
+        with tf.GradientTape() as tape, tf.name_scope(FORWARD):
             logits, batch_statistics = self.net.forward(images, training=True)
             per_example = losses.cross_entropy(logits, labels, self.net.num_classes,
                                                self.label_smoothing)
@@ -98,55 +123,52 @@ class TrainStep:
             loss = data_loss + losses.l2_penalty(self.penalized, self.weight_decay)
             if scale != 1:
                 loss = loss * scale
-        with tf.name_scope(PHASES[1]):
+        with tf.name_scope(BACKWARD):
             grads = tape.gradient(loss, self.variables)
-        with tf.name_scope(PHASES[0]):
+        with tf.name_scope(FORWARD):
             batch = tf.cast(tf.shape(labels)[0], tf.float32)
             sums = [data_loss * batch, tf.reduce_sum(losses.top_k_correct(logits, labels, 1)),
                     tf.reduce_sum(losses.top_k_correct(logits, labels, 5)), batch]
         return grads, batch_statistics, sums
 
+    def _one_batch(self, images, labels):
+        """Gradients, the moving statistics they lead to (not assigned) and metric sums."""
+        grads, batch_statistics, sums = self._gradients(images, labels, 1.0)
+        return grads, self.net.moved_statistics(batch_statistics), sums
+
     def _accumulated(self, images, labels):
-        """The summed gradients of N micro-batches, the BN moving statistics they lead to (not
-        assigned), and the metric sums; one micro-batch in memory at a time."""
+        """The summed gradients of N micro-batches, the moving statistics they lead to (one
+        update per micro-batch, not assigned), and the metric sums; one micro-batch in memory
+        at a time."""
         n = self.grad_accum_steps
         if images.shape[0] % n:
             raise ValueError(f"a batch of {images.shape[0]} does not split into {n} "
                              f"micro-batches")
         images = tf.reshape(images, [n, images.shape[0] // n, *images.shape[1:]])
         labels = tf.reshape(labels, [n, labels.shape[0] // n, *labels.shape[1:]])
-        norms = self.net.batch_norms()
-        place = {id(bn): i for i, bn in enumerate(norms)}
 
         def body(i, grads, moving, sums):
             g, batch_statistics, s = self._gradients(images[i], labels[i], 1.0 / n)
-            moving = list(moving)
-            for bn, mean, variance in batch_statistics:
-                j = place[id(bn)]
-                moving[j] = bn.moved_stats(*moving[j], mean, variance)
-            return (i + 1, [a + b for a, b in zip(grads, g)], moving,
+            return (i + 1, [a + b for a, b in zip(grads, g)],
+                    list(self.net.moved_statistics(batch_statistics, moving)),
                     [a + b for a, b in zip(sums, s)])
 
         start = (tf.constant(0), [tf.zeros_like(v) for v in self.variables],
-                 [(bn.moving_mean.read_value(), bn.moving_variance.read_value())
-                  for bn in norms], [tf.constant(0.0)] * 4)
+                 [v.read_value() for v in self.net.moving_statistics()], [tf.constant(0.0)] * 4)
         _, grads, moving, sums = tf.while_loop(lambda i, *_: i < n, body, start)
-        return grads, list(zip(norms, moving)), sums
+        return grads, moving, sums
 
     def _step(self, images, labels):
-        if self.grad_accum_steps == 1:
-            grads, statistics, sums = self._gradients(images, labels, 1.0)
-        else:
-            grads, statistics, sums = self._accumulated(images, labels)
-        with tf.name_scope(PHASES[2]):
+        accumulate = self._accumulated if self.grad_accum_steps > 1 else self._one_batch
+        grads, moved, sums = accumulate(images, labels)
+        with tf.name_scope(ALLREDUCE):
             grads = self.backend.average_gradients(grads)
-        with tf.name_scope(PHASES[3]):
-            self._apply_if_finite(grads, statistics)
+        with tf.name_scope(APPLY):
+            self._apply_if_finite(grads, moved)
             self.metrics.add(*sums)
 
-    def _apply_if_finite(self, grads, statistics):
-        """Applies the update and the BN statistics (per-layer batch statistics, or the moved
-        statistics of accumulated micro-batches), or records the step as refused."""
+    def _apply_if_finite(self, grads, moved_statistics):
+        """Applies the update and the moved statistics, or records the step as refused."""
         # Once a step was refused, refuse the rest of the window: the loop checks only at event
         # boundaries, and the weights it stops with must be those before the first bad step.
         finite = tf.logical_and(tf.math.is_finite(tf.linalg.global_norm(grads)),
@@ -156,12 +178,7 @@ class TrainStep:
         def apply():
             updates_before = step.read_value()
             self.optimizer.apply(grads, self.lr_fn(updates_before))
-            if self.grad_accum_steps == 1:
-                self.net.update_moving_statistics(statistics)
-            else:
-                for bn, (mean, variance) in statistics:
-                    bn.moving_mean.assign(mean)
-                    bn.moving_variance.assign(variance)
+            model.assign(self.net.moving_statistics(), moved_statistics)
             if self.ema is not None:
                 self.ema.update(updates_before)
             return tf.constant(True)

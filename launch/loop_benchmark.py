@@ -38,7 +38,7 @@ def _build(steps_per_loop, steps, model_dir):
     config = TrainConfig(model_dir=model_dir, batch_size=BATCH * backend.size, epochs=1,
                          steps_per_epoch=steps, validation_steps=0,
                          log_steps=min(100, max(1, steps // 10)), steps_per_loop=steps_per_loop)
-    trainer = Trainer(net=net, optimizer=optimizer, data=data, backend=backend,
+    trainer = Trainer(data=data, backend=backend,
                       train_step=step, config=config, log=lambda *a, **k: None)
     return trainer, step, data, backend
 

@@ -128,7 +128,7 @@ def main(argv):
                                else None),
             allow_fresh_start=FLAGS.allow_fresh_start, progress=progress,
             precise_bn_batches=FLAGS.precise_bn_batches)
-        trainer = engine.Trainer(net=net, optimizer=optimizer, data=data, backend=backend,
+        trainer = engine.Trainer(data=data, backend=backend,
                                  train_step=step, config=config, watchdog=guard,
                                  tensor_dumps=train_flags.tensor_dumps(backend.rank), log=log)
         log(f"{FLAGS.model} ({nets.parameter_count(net):,} parameters), {FLAGS.dtype}, "

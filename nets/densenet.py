@@ -56,30 +56,35 @@ class DenseLayer(tf.Module):
                                    name=f"{prefix}_2_conv")
         self.opts = opts
 
-    def _bottleneck(self, features, training, stat_updates):
+    def _bottleneck(self, features, training):
         axis = layers.channel_axis(self.opts["data_format"])
         x = tf.concat(features, axis=axis) if len(features) > 1 else features[0]
-        return self.conv1(tf.nn.relu(self.bn0(x, training, stat_updates)))
+        x, statistics = self.bn0(x, training)
+        return self.conv1(tf.nn.relu(x)), statistics
 
-    def __call__(self, features, training, stat_updates, dropout_seeds):
+    def __call__(self, features, training, dropout_seeds):
+        """(k new channels, the batch statistics of bn0 and bn1 in training, else ())."""
         if training and self.opts["recompute"]:
-            # The first (forward) call records BN statistics; the recomputation in the backward
-            # pass appends to a throw-away list, so moving averages are updated once per step.
-            calls = []
+            # The backward pass runs the bottleneck again; only the first (forward) call's
+            # batch statistics are returned, so moving averages move once per step.
+            first_call = []
 
             @tf.recompute_grad
             def bottleneck(*maps):
-                updates = stat_updates if not calls else []
-                calls.append(1)
-                return self._bottleneck(list(maps), training, updates)
+                x, statistics = self._bottleneck(list(maps), training)
+                if not first_call:
+                    first_call.append(statistics)
+                return x
 
             x = bottleneck(*features)
+            statistics = first_call[0]
         else:
-            x = self._bottleneck(features, training, stat_updates)
+            x, statistics = self._bottleneck(features, training)
         rate = self.opts["dropout_rate"] if training else 0.0
         x = layers.dropout(x, rate, dropout_seeds[0])
-        x = self.conv2(tf.nn.relu(self.bn1(x, training, stat_updates)))
-        return layers.dropout(x, rate, dropout_seeds[1])
+        x, more = self.bn1(x, training)
+        x = self.conv2(tf.nn.relu(x))
+        return layers.dropout(x, rate, dropout_seeds[1]), statistics + more
 
 
 class Transition(tf.Module):
@@ -95,10 +100,11 @@ class Transition(tf.Module):
                                   name=f"{prefix}_conv")
         self.opts = opts
 
-    def __call__(self, x, training, stat_updates, dropout_seed):
-        x = self.conv(tf.nn.relu(self.bn(x, training, stat_updates)))
+    def __call__(self, x, training, dropout_seed):
+        x, statistics = self.bn(x, training)
+        x = self.conv(tf.nn.relu(x))
         x = layers.dropout(x, self.opts["dropout_rate"] if training else 0.0, dropout_seed)
-        return layers.avg_pool(x, 2, 2, self.opts["data_format"])
+        return layers.avg_pool(x, 2, 2, self.opts["data_format"]), statistics
 
 
 class DenseNet(tf.Module):
@@ -168,30 +174,42 @@ class DenseNet(tf.Module):
     def features(self, images, training=False):
         """Images -> float32 pooled features [N, num_features] (the classifier's input). In
         training, batch-norm moving averages are updated once per call."""
-        pooled, stat_updates = self.forward_features(images, training=training)
-        self.update_moving_statistics(stat_updates)
+        pooled, statistics = self.forward_features(images, training=training)
+        if training:
+            self.assign_moving_statistics(self.moved_statistics(statistics))
         return pooled
 
     def __call__(self, images, training=False):
         return self.classifier(self.features(images, training))
 
     def forward(self, images, *, training, dropout=True):
-        """(logits, batch statistics), updating nothing: in training, the statistics are what
-        `update_moving_statistics` takes, so that a caller can apply them conditionally (a
-        train step that refuses a non-finite update refuses these too). dropout=False: a
+        """(logits, batch statistics), updating nothing. In training the statistics are a
+        tuple of tensors, (mean, variance) per batch norm in the order of `moving_statistics()`
+        (in inference, ()), for `moved_statistics`: a caller can then apply them conditionally
+        (a train step that refuses a non-finite update refuses these too). dropout=False: a
         training-mode pass without dropout that leaves the dropout generator untouched."""
-        pooled, stat_updates = self.forward_features(images, training=training, dropout=dropout)
-        return self.classifier(pooled), stat_updates
+        pooled, statistics = self.forward_features(images, training=training, dropout=dropout)
+        return self.classifier(pooled), statistics
 
-    @staticmethod
-    def update_moving_statistics(stat_updates):
-        """Moves each BN layer's moving mean and variance towards its batch statistics."""
-        for bn, mean, variance in stat_updates:
-            bn.update_moving_stats(mean, variance)
+    @property
+    def statistics_momentum(self):
+        """moving = momentum * moving + (1 - momentum) * batch, for every batch norm."""
+        return self.head_bn.momentum
+
+    def moved_statistics(self, batch_statistics, moving=None):
+        """The moving statistics one update on from `moving` (default: their current values)
+        towards `batch_statistics` (what `forward` returned), assigning nothing."""
+        if moving is None:
+            moving = [v.read_value() for v in self.moving_statistics()]
+        decay = 1.0 - self.statistics_momentum
+        return tuple(m - (m - b) * decay for m, b in zip(moving, batch_statistics))
+
+    def assign_moving_statistics(self, values):
+        for variable, value in zip(self.moving_statistics(), values):
+            variable.assign(value)
 
     def forward_features(self, images, *, training, dropout=True):
-        """(pooled features, [(BN layer, batch mean, batch variance)] in training, else [])."""
-        stat_updates = [] if training else None
+        """(pooled features, batch statistics as `forward` returns them)."""
         num_dropouts = 2 * sum(self.blocks) + len(self.transitions)
         if training and dropout and self.dropout_rate:
             dropout_seeds = tf.unstack(self.dropout_rng.make_seeds(num_dropouts), axis=1)
@@ -202,19 +220,21 @@ class DenseNet(tf.Module):
         x = tf.cast(images, self.compute_dtype)
         if fmt == "NCHW":
             x = tf.transpose(x, [0, 3, 1, 2])
-        x = self.stem_conv(layers.zero_pad(x, 3, fmt))
-        x = tf.nn.relu(self.stem_bn(x, training, stat_updates))
-        x = layers.max_pool(layers.zero_pad(x, 1, fmt), 3, 2, fmt)
+        x, statistics = self.stem_bn(self.stem_conv(layers.zero_pad(x, 3, fmt)), training)
+        x = layers.max_pool(layers.zero_pad(tf.nn.relu(x), 1, fmt), 3, 2, fmt)
         for b, block in enumerate(self.dense_blocks):
-            x = self.dense_block(b, x, training, stat_updates,
-                                 [next(seed_iter) for _ in range(2 * len(block))])
+            x, more = self.dense_block(b, x, training,
+                                       [next(seed_iter) for _ in range(2 * len(block))])
+            statistics += more
             if b < len(self.transitions):
-                x = self.transitions[b](x, training, stat_updates, next(seed_iter))
-        x = tf.nn.relu(self.head_bn(x, training, stat_updates))
-        return layers.global_avg_pool(x, fmt), stat_updates or []
+                x, more = self.transitions[b](x, training, next(seed_iter))
+                statistics += more
+        x, more = self.head_bn(x, training)
+        return layers.global_avg_pool(tf.nn.relu(x), fmt), statistics + more
 
-    def dense_block(self, b, x, training, stat_updates, dropout_seeds=None):
-        """Dense block `b` on its input x: x concatenated with every layer's k new channels.
+    def dense_block(self, b, x, training, dropout_seeds=None):
+        """Dense block `b` on its input x: (x concatenated with every layer's k new channels,
+        the block's batch statistics).
 
         The running concatenation grows by one concat per layer, as in Keras: its gradient is
         then two slices and one add per layer, where concatenating the whole list at each layer
@@ -226,19 +246,29 @@ class DenseNet(tf.Module):
         block = self.dense_blocks[b]
         seeds = dropout_seeds or [None] * (2 * len(block))
         axis = layers.channel_axis(self.data_format)
+        statistics = ()
         if training and self.recompute:
             features = [x]
             for i, layer in enumerate(block):
-                features.append(layer(features, training, stat_updates, seeds[2 * i:2 * i + 2]))
-            return tf.concat(features, axis=axis)
+                new, more = layer(features, training, seeds[2 * i:2 * i + 2])
+                features.append(new)
+                statistics += more
+            return tf.concat(features, axis=axis), statistics
         for i, layer in enumerate(block):
-            x = tf.concat([x, layer([x], training, stat_updates, seeds[2 * i:2 * i + 2])],
-                          axis=axis)
-        return x
+            new, more = layer([x], training, seeds[2 * i:2 * i + 2])
+            x = tf.concat([x, new], axis=axis)
+            statistics += more
+        return x, statistics
 
-    # The engine applies weight decay by role; these name the roles.
+    def variables_by_role(self):
+        """{role: variables} for weight decay by role: conv and dense `kernels`, `biases`, and
+        the batch norms' trainable `normalization` parameters (gamma, beta)."""
+        return {"kernels": self.kernels(), "biases": self.biases(),
+                "normalization": self.bn_parameters()}
+
     def batch_norms(self):
-        return [m for m in self.submodules if isinstance(m, layers.BatchNorm)]
+        """In the order of the forward pass (that of its batch statistics)."""
+        return [m for m in self.layers_in_order() if isinstance(m, layers.BatchNorm)]
 
     def kernels(self):
         """Conv and dense kernels."""
@@ -252,6 +282,7 @@ class DenseNet(tf.Module):
         return [v for bn in self.batch_norms() for v in (bn.gamma, bn.beta)]
 
     def moving_statistics(self):
+        """Moving mean and variance of each batch norm, in the order of `forward`'s statistics."""
         return [v for bn in self.batch_norms() for v in (bn.moving_mean, bn.moving_variance)]
 
     def trainable_variables_in_order(self):

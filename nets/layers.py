@@ -77,7 +77,8 @@ class BatchNorm(Layer):
     gamma, beta, moving_mean, moving_variance: float32 [channels]. Training normalizes with the
     batch statistics and returns them instead of assigning the moving averages, so that the caller
     applies each update exactly once per step even when the forward pass is recomputed for the
-    gradient (see DenseNet's `recompute`). `moving = momentum * moving + (1 - momentum) * batch`
+    gradient (see DenseNet's `recompute`). The caller moves the averages as
+    `moving = momentum * moving + (1 - momentum) * batch`
     with the unbiased (n - 1) batch variance that the fused kernel returns: what Keras 2's fused
     batch norm (the vendor recipe's) and PyTorch do. Keras 3 averages the biased variance; the two
     differ by a factor n / (n - 1), n = batch x height x width, visible only on small maps.
@@ -96,34 +97,19 @@ class BatchNorm(Layer):
             self.moving_variance = tf.Variable(tf.ones([channels]), trainable=False,
                                                name="moving_variance")
 
-    def __call__(self, x, training, stat_updates=None):
-        """Normalizes x. In training, appends (self, batch_mean, batch_variance) to stat_updates."""
+    def __call__(self, x, training):
+        """(normalized x, statistics): in training the batch (mean, variance), else ()."""
         if not training:
             y = tf.raw_ops.FusedBatchNormV3(
                 x=x, scale=self.gamma, offset=self.beta, mean=self.moving_mean,
                 variance=self.moving_variance, epsilon=self.epsilon,
                 data_format=self.data_format, is_training=False)[0]
-            return y
+            return y, ()
         y, mean, variance = tf.raw_ops.FusedBatchNormV3(
             x=x, scale=self.gamma, offset=self.beta, mean=tf.constant([], tf.float32),
             variance=tf.constant([], tf.float32), epsilon=self.epsilon,
             data_format=self.data_format, is_training=True)[:3]
-        if stat_updates is not None:
-            stat_updates.append((self, mean, variance))
-        return y
-
-    def update_moving_stats(self, batch_mean, batch_variance):
-        mean, variance = self.moved_stats(self.moving_mean, self.moving_variance, batch_mean,
-                                          batch_variance)
-        self.moving_mean.assign(mean)
-        self.moving_variance.assign(variance)
-
-    def moved_stats(self, moving_mean, moving_variance, batch_mean, batch_variance):
-        """(mean, variance) one update on from the given moving values, assigning nothing (a
-        train step that accumulates micro-batches carries them and assigns at the end)."""
-        decay = 1.0 - self.momentum
-        return (moving_mean - (moving_mean - batch_mean) * decay,
-                moving_variance - (moving_variance - batch_variance) * decay)
+        return y, (mean, variance)
 
 
 class Dense(Layer):

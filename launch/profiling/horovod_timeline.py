@@ -8,10 +8,10 @@ its all-reduce scope; the group is reduced once per optimizer step, in step orde
 """
 import json
 
-from engine.step import PHASES
+from engine.run_format import ALLREDUCE
 from launch.errors import CommandError
 
-GRADIENT_SCOPE = PHASES[2] + "/"
+GRADIENT_SCOPE = ALLREDUCE + "/"
 
 
 class TimelineError(CommandError):

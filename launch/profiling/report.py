@@ -1,6 +1,6 @@
 """launch.profile's report: one dict (what --format=json writes), its text form, and its plot."""
 
-from engine import observe
+from engine import run_format
 from launch.profiling import capture, horovod_timeline, steps
 
 TOP_OPS = 10
@@ -66,13 +66,13 @@ def build(model_dir, *, run=None, timeline=None):
               "steps": rows, "total": {"wall_ms": wall, **{f"{c}_ms": totals[c]
                                                            for c in steps.COMPONENTS}},
               "top_ops": top_ops(capture.tool_data(found, "framework_op_stats"), wall * 1e3)}
-    records = observe.Recorder(model_dir, is_chief=False).records()  # read-only
-    report["profiling_cost"] = observe.window_cost(records, "profile", rows[-1]["step"])
+    records = run_format.read_records(model_dir)
+    report["profiling_cost"] = run_format.window_cost(records, run_format.PROFILE,
+                                                      rows[-1]["step"])
     report["horovod"] = None
     if timeline:
-        window = [r for r in records if r.get("split") == "profile"
-                  and r["step"] == rows[-1]["step"]]
-        first = window[-1].get("segment_first_step", 1) if window else 1
+        window = run_format.window_record(records, run_format.PROFILE, rows[-1]["step"])
+        first = window.get("segment_first_step", 1) if window else 1
         hvd = horovod_timeline.gradient_steps(timeline, first_step=first)
         report["horovod"] = [s for s in hvd if rows[0]["step"] <= s["step"] <= rows[-1]["step"]]
     report["advice"] = advice(shares, report["horovod"])
@@ -112,7 +112,7 @@ def text(report):
         lines.append("cost of profiling: not measured (metrics.jsonl has no record of this "
                      "window)")
     else:
-        lines.append("cost of profiling: " + observe.describe_cost(cost))
+        lines.append("cost of profiling: " + run_format.describe_cost(cost))
     lines.append(f"advice: {report['advice']}" if report["advice"]
                  else "advice: no component clearly dominates")
     return "\n".join(lines)

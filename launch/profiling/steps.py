@@ -1,8 +1,8 @@
 """Where each captured train step's time went, read from the profiler's trace events.
 
-The loop marks each step inside the window (observe.STEP_MARKER, with its step number) and the
-wait for its batch (observe.INPUT_WAIT_MARKER); the train step names its ops by phase
-(engine.step.PHASES, and TF puts the backward pass under "gradient_tape/"). A step's ops are
+The loop marks each step inside the window (run_format.STEP_MARKER, with its step number) and the
+wait for its batch (run_format.INPUT_WAIT_MARKER); the train step names its ops by phase
+(run_format.PHASES, and TF puts the backward pass under "gradient_tape/"). A step's ops are
 those that run inside its marker. Its wall time is then cut into pieces at every
 event boundary, and each piece goes to the phases running in it (shared equally when several
 run at once). A piece in which nothing runs goes to the phase that ran last when ops of the step
@@ -12,8 +12,7 @@ come after it (the executor waiting on that phase, e.g. an asynchronous all-redu
 import bisect
 import re
 
-from engine.observe import INPUT_WAIT_MARKER, STEP_MARKER
-from engine.step import PHASES
+from engine.run_format import INPUT_WAIT_MARKER, PHASES, STEP_MARKER
 
 COMPONENTS = ("input", *PHASES, "other")
 _SCOPE = re.compile(rf"^({'|'.join(PHASES)})(_\d+)?$")

@@ -28,7 +28,7 @@ def main(data_dir, out_dir):
     config = TrainConfig(model_dir=os.path.join(out_dir, "run"), batch_size=4 * backend.size,
                          epochs=1, steps_per_epoch=2, seed=SEED, validation_steps=1,
                          precise_bn_batches=BATCHES)
-    trainer = Trainer(net=net, optimizer=optimizer, data=data, backend=backend,
+    trainer = Trainer(data=data, backend=backend,
                       train_step=step, config=config, log=lambda *a, **k: None)
     trainer.train()  # 2 steps, then precise BN before the epoch's evaluation
     rng_state = net.dropout_rng.state.numpy()
@@ -39,10 +39,10 @@ def main(data_dir, out_dir):
     recorded = {id(bn): [] for bn in norms}
     original = layers.BatchNorm.__call__
 
-    def recording(bn, x, training, stat_updates=None):
+    def recording(bn, x, training):
         if training:
             recorded[id(bn)].append(x.numpy().astype(np.float64))
-        return original(bn, x, training, stat_updates)
+        return original(bn, x, training)
 
     layers.BatchNorm.__call__ = recording
     stream = data.train_dataset(4, shard_index=backend.rank, num_shards=backend.size,

@@ -45,7 +45,7 @@ def main(model_dir):
     config = TrainConfig(model_dir=model_dir, batch_size=2, epochs=1, steps_per_epoch=50,
                          log_steps=1)
     guard = Watchdog(timeout=3, long_timeout=60, rank=0)
-    Trainer(net=net, optimizer=optimizer, data=StallingInput(), backend=backend,
+    Trainer(data=StallingInput(), backend=backend,
             train_step=step, config=config, watchdog=guard).train()
     print("finished without stalling")
 

@@ -1,5 +1,6 @@
-"""A model without batch norm that engine.TrainStep accepts: what a test needs when batch
-statistics would make two ways of computing one step differ (gradient accumulation)."""
+"""A model without batch norm that implements engine.model.Model and nothing more: what a test
+needs when batch statistics would make two ways of computing one step differ (gradient
+accumulation), and the proof that the engine needs no more of a net than that protocol."""
 import tensorflow as tf
 
 
@@ -13,31 +14,27 @@ class Linear(tf.Module):
                                                              stddev=0.05), name="kernel")
         self.bias = tf.Variable(tf.zeros([num_classes]), name="bias")
 
-    def forward(self, images, *, training):
-        del training
+    statistics_momentum = 0.0  # no moving statistics to move
+
+    def forward(self, images, *, training, dropout=True):
+        del training, dropout
         flat = tf.reshape(images, [tf.shape(images)[0], -1])
-        return flat @ self.kernel + self.bias, []
+        return flat @ self.kernel + self.bias, ()
 
     def __call__(self, images, training=False):
         return self.forward(images, training=training)[0]
 
-    def update_moving_statistics(self, stat_updates):
-        del stat_updates
-
-    def trainable_variables_in_order(self):
-        return [self.kernel, self.bias]
+    def moved_statistics(self, batch_statistics, moving=None):
+        return ()
 
     def moving_statistics(self):
         return []
 
-    def batch_norms(self):
-        return []
+    def trainable_variables_in_order(self):
+        return [self.kernel, self.bias]
 
-    def kernels(self):
-        return [self.kernel]
+    def variables_by_role(self):
+        return {"kernels": [self.kernel], "biases": [self.bias], "normalization": []}
 
-    def biases(self):
-        return [self.bias]
-
-    def bn_parameters(self):
-        return []
+    def checkpoint_parts(self, *, head=True):
+        return {"kernel": self.kernel, "bias": self.bias} if head else {}

@@ -109,8 +109,7 @@ def make_trainer(model_dir, data=None, on_call=None, **config):
     options = dict(model_dir=str(model_dir), batch_size=BATCH, epochs=2, steps_per_epoch=5,
                    log_steps=100, seed=1)
     options.update(config)
-    return Trainer(net=net, optimizer=optimizer, data=data or Batches(),
-                   backend=distributed.SingleProcess(), train_step=step,
+    return Trainer(train_step=step, data=data or Batches(), backend=distributed.SingleProcess(),
                    config=TrainConfig(**options), log=lambda *a, **k: None)
 
 
@@ -156,9 +155,9 @@ def test_resume_in_a_new_trainer_continues_exactly(tmp_path):
     second = make_trainer(tmp_path / "resumed", validation_steps=0)
     second.train()
     assert second.train_step.calls == [1] * 5  # only the second epoch ran
-    for a, b in zip(straight.net.variables, second.net.variables):
+    for a, b in zip(straight.train_step.net.variables, second.train_step.net.variables):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-7, err_msg=a.name)
-    assert int(second.optimizer.iterations.numpy()) == 10
+    assert int(second.train_step.optimizer.iterations.numpy()) == 10
 
 
 def test_stop_request_is_honoured_at_the_next_boundary(tmp_path):
@@ -192,8 +191,8 @@ def test_nonfinite_step_is_named_at_the_boundary_and_nothing_after_it_applied(tm
     with pytest.raises(NonFiniteLoss, match="at step 7;"):
         trainer.train()
     assert sum(trainer.train_step.calls) == 10  # it ran on to the boundary
-    assert int(trainer.optimizer.iterations.numpy()) == 6
-    for a, b in zip(reference.net.variables, trainer.net.variables):
+    assert int(trainer.train_step.optimizer.iterations.numpy()) == 6
+    for a, b in zip(reference.train_step.net.variables, trainer.train_step.net.variables):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-7, err_msg=a.name)
     assert not os.path.exists(tmp_path / "nan" / "checkpoints" / "checkpoint")
 
@@ -245,17 +244,20 @@ def test_jit_compiled_loop_trains_as_the_plain_one():
         np.testing.assert_allclose(jitted, plain, rtol=1e-4, atol=1e-5)
 
 
-def test_progress_rate_and_eta_count_this_process_steps_after_a_resume(capsys):
+def test_progress_rate_and_eta_count_this_process_steps_after_a_resume():
     """Resumed at step 50 of 100, 10 steps in 2 s: 5 steps/s (20 img/s at batch 4), ETA 8 s;
     dividing the absolute step by the elapsed time would say 30 steps/s."""
+    import io
     import time
 
-    from engine import observe
-    progress = observe.Progress(100, start_step=50, enabled=True)
+    from engine.hooks import ProgressLine
+    out = io.StringIO()
+    progress = ProgressLine(total_steps=100, global_batch=BATCH,
+                            train_log=type("Log", (), {"last_loss": None})(), out=out)
+    progress.begin(50)
     progress.start = time.perf_counter() - 2.0
-    meter = observe.Throughput(BATCH)
-    progress.update(60, meter)
-    line = capsys.readouterr().out
+    progress.after_steps(60)
+    line = out.getvalue()
     rate = float(line.split("|")[1].split("img/s")[0])
     assert rate == pytest.approx(20.0, rel=0.05)
     assert "ETA 0:08" in line or "ETA 0:07" in line

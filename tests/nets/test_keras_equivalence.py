@@ -58,7 +58,7 @@ def test_gradients_of_a_dense_block_match_keras():
 
     with tf.GradientTape(persistent=True) as tape:
         tape.watch(block_input)
-        our_loss = tf.reduce_sum(net.dense_block(1, block_input, True, []) * probe)
+        our_loss = tf.reduce_sum(net.dense_block(1, block_input, True)[0] * probe)
         x = block_input
         for i in range(1, 13):
             layer = lambda suffix: model.get_layer(f"conv3_block{i}_{suffix}")  # noqa: E731

@@ -1,0 +1,114 @@
+"""The training loop as a small controller with hooks (orbit's Controller + actions, big_vision's
+`itstime` blocks): run steps up to the next boundary that any hook asks for, then run every hook
+that is due there. Each periodic concern (logging, checkpoints, epoch ends, stop requests, the
+debugging windows, the progress line) is a Hook that owns its own state and cadence
+(engine/hooks/); adding one means adding a hook, not editing the loop.
+
+Steps are counted as done: "at step 10" means after the tenth update. The host reads nothing
+from the device between boundaries; at a boundary where a hook is due it first checks that
+every step since the last one was finite, then runs the due hooks in their order.
+"""
+from typing import Callable, Optional, Sequence
+
+from engine.errors import NonFiniteLoss
+
+
+class Hook:
+    """A concern of the loop. Every method has a do-nothing default; override what you need.
+
+    `rides_along`: due at every boundary that another hook's cadence makes (no cadence of its
+    own), e.g. the stop request, which all workers must check at the same steps."""
+
+    rides_along = False
+
+    def begin(self, step: int) -> None:
+        """The run segment starts after `step` (restored, broadcast)."""
+
+    def next_boundary(self, step: int) -> Optional[int]:
+        """The first step after `step` at which this hook is due, or None."""
+        return None
+
+    def single_steps(self, step: int) -> bool:
+        """Whether the steps after `step` must run one per call (the debugging windows)."""
+        return False
+
+    def before_steps(self, step: int) -> None:
+        """Host-side work before the steps after `step` are dispatched."""
+
+    def after_steps(self, step: int) -> None:
+        """Host-side work after each call, at boundaries or not; it must not read the device."""
+
+    def due(self, step: int) -> bool:
+        return self.next_boundary(step - 1) == step
+
+    def at_boundary(self, step: int) -> None:
+        """The hook's work at a boundary where it is due (device reads allowed)."""
+
+    def explain_nonfinite(self) -> str:
+        """A clause for the non-finite error's line (what the hook knows of the bad step)."""
+        return ""
+
+    def end(self, step: int) -> None:
+        """Training ended after `step` (returned, stopped or failed): release what it holds."""
+
+
+class Controller:
+    """Runs `run_steps(step, count)` from a start step to `total_steps`, stopping at the hooks'
+    boundaries; `first_nonfinite_step()` reads the step's non-finite record (-1: none)."""
+
+    def __init__(self, *, run_steps: Callable[[int, int], None], hooks: Sequence[Hook],
+                 total_steps: int, steps_per_call: int,
+                 first_nonfinite_step: Callable[[], int],
+                 watch: Callable[..., None] = lambda *a, **k: None):
+        self.run_steps, self.hooks = run_steps, list(hooks)
+        self.total_steps, self.steps_per_call = total_steps, steps_per_call
+        self.first_nonfinite_step, self.watch = first_nonfinite_step, watch
+
+    def train(self, step: int) -> int:
+        """Trains from `step` to total_steps; returns the last step reached."""
+        for hook in self.hooks:
+            hook.begin(step)
+        try:
+            while step < self.total_steps:
+                end = self.next_boundary(step)
+                for hook in self.hooks:
+                    hook.before_steps(step)
+                self.run_steps(step, end - step)
+                step = end
+                for hook in self.hooks:
+                    hook.after_steps(step)
+                due = self.due(step)
+                if due:
+                    self.watch(f"the other workers and the device at the step-{step} boundary",
+                               step)
+                    self.check_finite()
+                    for hook in due:
+                        hook.at_boundary(step)
+        finally:
+            for hook in self.hooks:
+                hook.end(step)
+        return step
+
+    def next_boundary(self, step: int) -> int:
+        limit = self.total_steps
+        if any(hook.single_steps(step) for hook in self.hooks):
+            return step + 1
+        boundary = min(limit, step + self.steps_per_call)
+        for hook in self.hooks:
+            wanted = hook.next_boundary(step)
+            if wanted is not None and step < wanted < boundary:
+                boundary = wanted
+        return boundary
+
+    def due(self, step: int) -> list:
+        """The hooks due at `step` (in order), riders included when any other is due."""
+        if not any(hook.due(step) for hook in self.hooks if not hook.rides_along):
+            return []
+        return [hook for hook in self.hooks if hook.rides_along or hook.due(step)]
+
+    def check_finite(self) -> None:
+        bad = self.first_nonfinite_step()
+        if bad >= 0:
+            raise NonFiniteLoss(f"loss or gradients became NaN or Inf at step {bad + 1}; "
+                                f"stopped without applying it (last good checkpoint kept)"
+                                + "".join(hook.explain_nonfinite() for hook in self.hooks))

@@ -1,0 +1,110 @@
+"""Exact evaluation: every validation example counted once, whatever the worker count, with the
+net's weights and, with a weight average, once more with the average; and the BN statistics
+that evaluation reads (averaged across workers, or recomputed: engine/precise_bn.py)."""
+import time
+
+from engine import precise_bn, run_format
+from engine.step import EvalStep
+
+
+class Evaluator:
+    """`train_step` owns the net and weight average; `elapsed()` the run's training seconds;
+    `watch(what, step, long=)` arms the stall watchdog."""
+
+    def __init__(self, *, train_step, data, backend, local_batch, seed, validation_steps,
+                 precise_bn_batches, recorder, log, elapsed, watch):
+        self.train_step, self.data, self.backend = train_step, data, backend
+        self.local_batch, self.seed = local_batch, seed
+        self.validation_steps, self.precise_bn_batches = validation_steps, precise_bn_batches
+        self.recorder, self.log, self.elapsed, self.watch = recorder, log, elapsed, watch
+        self.eval_step = EvalStep(train_step.net)
+
+    def evaluate(self, step, epoch, *, precise_bn_sec):
+        """One exact pass (or validation_steps batches per worker) with the net's weights and,
+        with a weight average, one with the average (its statistics recomputed too when precise
+        BN is on); metrics summed over workers. `precise_bn_sec`: the seconds the caller spent
+        recomputing statistics (None: it did not), recorded beside the metrics. Returns {loss,
+        top1, top5, examples} of the net's weights, and the average's under ema_ keys."""
+        self._warn_if_statistics_unsettled(step)
+        metrics = self._pass(run_format.VALIDATION, step, epoch, precise_bn_sec)
+        ema = self.train_step.ema
+        if ema is not None:
+            with ema.swapped_in():
+                averaged = self._pass(run_format.VALIDATION_EMA, step, epoch,
+                                      self.recompute_statistics(step, epoch))
+            metrics.update({f"ema_{k}": v for k, v in averaged.items()})
+        return metrics
+
+    def recompute_and_evaluate(self, step, epoch):
+        return self.evaluate(step, epoch,
+                             precise_bn_sec=self.recompute_statistics(step, epoch))
+
+    def evaluate_if_missing(self, step, steps_per_epoch):
+        """A run killed between an epoch's checkpoint and its evaluation resumes past that
+        epoch: evaluate it now, so that no epoch's validation metrics are missing."""
+        if step == 0 or step % steps_per_epoch or self.validation_steps == 0:
+            return
+        have = (not self.backend.is_chief
+                or any(r["split"] == run_format.VALIDATION and r["step"] == step
+                       for r in self.recorder.records()))
+        if self.backend.any(not have):
+            self.recompute_and_evaluate(step, step // steps_per_epoch)
+
+    def average_drifting_statistics(self):
+        """Workers' BN statistics drift apart (each sees its own batches): average them so that
+        evaluation and checkpoints use one model."""
+        if self.backend.size > 1:
+            drifting = self.train_step.drifting_variables()
+            for v, mean in zip(drifting,
+                               self.backend.average([v.read_value() for v in drifting])):
+                v.assign(mean)
+
+    def recompute_statistics(self, step, epoch):
+        """Precise BN over precise_bn_batches batches of their own stream; seconds, or None
+        when off."""
+        if not self.precise_bn_batches:
+            return None
+        start = time.perf_counter()
+        self.watch("recomputing batch-norm statistics", step, long=True)
+        data = self.data.train_dataset(
+            self.local_batch, shard_index=self.backend.rank, num_shards=self.backend.size,
+            seed=precise_bn.stream_seed(self.seed, epoch))
+        precise_bn.recompute(self.train_step.net,
+                             (images for images, _ in data.take(self.precise_bn_batches)),
+                             self.backend)
+        return round(time.perf_counter() - start, 3)
+
+    def _warn_if_statistics_unsettled(self, step):
+        """Moving averages keep momentum^updates of their initial values: below about
+        3 / (1 - momentum) updates (5% left) evaluation reads statistics of no data."""
+        net = self.train_step.net
+        if self.precise_bn_batches or not net.moving_statistics():
+            return
+        momentum = net.statistics_momentum
+        updates = step * self.train_step.grad_accum_steps
+        left = precise_bn.unsettled_share(updates, momentum)
+        if left is not None:
+            self.log(f"warning: after {updates} updates the batch-norm moving averages "
+                     f"(momentum {momentum}) still hold {left:.0%} of their initial values, so "
+                     f"this evaluation may be far off; use --precise_bn_batches (e.g. 8192 / "
+                     f"batch size) or a smaller --bn_momentum")
+
+    def _pass(self, split, step, epoch, precise_bn_sec):
+        batches = self.data.eval_batches(self.local_batch, self.backend.size)
+        if self.validation_steps:
+            batches = min(batches, self.validation_steps)
+        dataset = self.data.eval_dataset(self.local_batch, shard_index=self.backend.rank,
+                                         num_shards=self.backend.size)
+        start = time.perf_counter()
+        for i, (images, labels, mask) in enumerate(dataset.take(batches)):
+            self.watch(f"evaluation batch {i + 1}", step, long=True)
+            self.eval_step(images, labels, mask)
+        metrics = self.eval_step.metrics.read_and_reset(self.backend)
+        record = run_format.eval_record(split=split, step=step, epoch=epoch, metrics=metrics,
+                                        seconds=time.perf_counter() - start,
+                                        elapsed_sec=self.elapsed(),
+                                        precise_bn_sec=precise_bn_sec)
+        self.recorder.write(record)
+        self.recorder.scalars(split, step, {k: metrics[k] for k in ("loss", "top1", "top5")})
+        self.log(run_format.format_eval(record))
+        return metrics

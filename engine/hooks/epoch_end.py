@@ -1,0 +1,27 @@
+"""What happens at an epoch's end: the epoch counter moves on, the workers' BN statistics are
+averaged (each moved them with its own batches), precise BN statistics are recomputed when
+asked, a checkpoint is written, and the validation split is evaluated."""
+from engine.controller import Hook
+
+
+class EpochEnd(Hook):
+    """`evaluator` an engine.evaluation.Evaluator; `save(step)` writes a checkpoint; `epoch` the
+    run's epoch counter (a variable that checkpoints hold)."""
+
+    def __init__(self, *, steps_per_epoch, epoch, evaluator, save, evaluate=True):
+        self.steps_per_epoch, self.epoch = steps_per_epoch, epoch
+        self.evaluator, self.save, self.evaluate = evaluator, save, evaluate
+        self.last_evaluation = None
+
+    def next_boundary(self, step):
+        return (step // self.steps_per_epoch + 1) * self.steps_per_epoch
+
+    def at_boundary(self, step):
+        epoch = step // self.steps_per_epoch
+        self.epoch.assign(epoch)
+        self.evaluator.average_drifting_statistics()
+        precise_bn_sec = self.evaluator.recompute_statistics(step, epoch)
+        self.save(step)
+        if self.evaluate:
+            self.last_evaluation = self.evaluator.evaluate(step, epoch,
+                                                           precise_bn_sec=precise_bn_sec)

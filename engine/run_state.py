@@ -1,0 +1,86 @@
+"""A run's state beyond the net and optimizer (epoch, training time, worker count), the
+checkpoints that hold it all, and the start of a run segment: slots built, the latest
+checkpoint (or --resume_from_checkpoint_path) restored, rank 0's state broadcast."""
+import time
+
+import tensorflow as tf
+
+from engine import checkpoints, observe
+
+
+class RunState:
+    """`train_step` owns the net, optimizer and weight average; `watch(what, step, long=)` arms
+    the stall watchdog; `log` prints (the chief's)."""
+
+    def __init__(self, *, train_step, backend, model_dir, keep_checkpoints, steps_per_epoch,
+                 log, watch):
+        self.train_step, self.backend, self.log, self.watch = train_step, backend, log, watch
+        self.steps_per_epoch = steps_per_epoch
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        # Training time summed over the run's segments (a resumed run goes on counting).
+        self.elapsed = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="elapsed")
+        # The worker count that wrote a checkpoint: a resume on another count says what changes.
+        self.workers = tf.Variable(backend.size, dtype=tf.int64, trainable=False, name="workers")
+        self._segment_start, self._elapsed_before = time.perf_counter(), 0.0
+        ema = train_step.ema
+        self.checkpoints = checkpoints.Checkpoints(
+            f"{model_dir}/checkpoints", keep=keep_checkpoints, is_chief=backend.is_chief,
+            log=log, optional=("elapsed", "ema", "workers"), net=train_step.net,
+            optimizer=train_step.optimizer, epoch=self.epoch, elapsed=self.elapsed,
+            workers=self.workers, **({"ema": ema} if ema is not None else {}))
+
+    def start(self, *, allow_fresh_start=False, resume_from=None, resume_from_epoch=None):
+        """Restores the latest checkpoint in model_dir, else `resume_from` (at
+        `resume_from_epoch` when given), and broadcasts rank 0's state. Returns (step, the
+        restored path or None, the worker count that wrote it or None)."""
+        self.watch("restoring and broadcasting the starting state", 0, long=True)
+        self.train_step.build()
+        restored = self.checkpoints.restore_latest(allow_fresh_start)
+        if restored is None and resume_from:
+            restored = self.checkpoints.restore(resume_from)
+            if resume_from_epoch is not None:
+                self.epoch.assign(resume_from_epoch)
+                self.train_step.optimizer.iterations.assign(
+                    resume_from_epoch * self.steps_per_epoch)
+        # Rank 0's weights, statistics, slots and counters everywhere (one broadcast, before
+        # step 1, after the slots exist).
+        self.backend.broadcast_variables(self.train_step.shared_variables()
+                                         + [self.epoch, self.elapsed, self.workers])
+        ema = self.train_step.ema
+        if ema is not None and (not restored or "ema" in self.checkpoints.missing):
+            if restored:
+                self.log(f"{restored} holds no weight average: it starts from the restored "
+                         f"weights")
+            ema.reset()  # from the broadcast weights
+        step, epoch, elapsed, workers = observe.to_host(
+            [self.train_step.optimizer.iterations, self.epoch, self.elapsed, self.workers])
+        step = int(step)
+        self.epoch.assign(step // self.steps_per_epoch)
+        self._segment_start, self._elapsed_before = time.perf_counter(), float(elapsed)
+        writers = None
+        if restored:
+            self.log(f"resumed from {restored} at step {step}, epoch {int(epoch)}")
+            if "workers" not in self.checkpoints.missing:
+                writers = int(workers)
+        self.workers.assign(self.backend.size)
+        return step, restored, writers
+
+    def restore_for_evaluation(self, path):
+        """Restores a checkpoint's net (and weight average) to evaluate it; (step, epoch)."""
+        self.train_step.build()
+        self.checkpoints.restore(path, expect_partial=True)
+        step, epoch = observe.to_host([self.train_step.optimizer.iterations, self.epoch])
+        return int(step), int(epoch)
+
+    def elapsed_seconds(self):
+        return self._elapsed_before + time.perf_counter() - self._segment_start
+
+    def save(self, step, recorder):
+        """A checkpoint at `step` (rank 0 writes), metrics.jsonl made durable first."""
+        self.watch("writing a checkpoint", step, long=True)
+        self.elapsed.assign(self.elapsed_seconds())
+        recorder.sync()
+        path = self.checkpoints.save(step)
+        if path:
+            self.log(f"checkpoint: {path}")
+        return path

@@ -1,0 +1,49 @@
+"""Dispatching train steps: one per call, or k inside one tf.function (steps_per_loop); the
+watchdog armed before each wait, time split into waiting for input and computing.
+
+The debugging windows (engine/hooks/windows.py) change how a single step runs: `marking` puts
+profiler annotations around it and waits for it (so that each step holds its own time), and
+`step_function` replaces the step with an instrumented copy (tensor dumps).
+"""
+import time
+
+import tensorflow as tf
+
+from engine import observe, run_format
+
+
+class StepRunner:
+    def __init__(self, *, train_step, iterator, meter: observe.Throughput, watch):
+        self.train_step, self.iterator, self.meter, self.watch = train_step, iterator, meter, watch
+        self.marking = False       # profiler annotations, and a wait for each step
+        self.step_function = None  # an instrumented copy of the step, or None
+        self.slow_steps = False    # the instrumented copy is slower: the long allowance
+        self._traced = set()       # the kinds of call (single, loop) already traced
+
+    def __call__(self, step: int, steps: int) -> None:
+        """Dispatches steps step+1..step+steps; the first call of each kind traces (longer)."""
+        kind = "single" if steps == 1 else "loop"
+        first = kind not in self._traced
+        self._traced.add(kind)
+        if steps == 1:
+            self._single(step, first)
+            return
+        start = time.perf_counter()
+        self.watch(f"{steps} train steps in one call (input, device or all-reduce)", step,
+                   long=first, steps=steps)
+        self.train_step.loop(self.iterator, tf.constant(steps))
+        self.meter.add(steps, None, time.perf_counter() - start)
+
+    def _single(self, step, first):
+        with run_format.step_marker(step + 1, enabled=self.marking):
+            wait_start = time.perf_counter()
+            self.watch("the input pipeline", step, long=first)
+            with run_format.input_wait_marker(enabled=self.marking):
+                images, labels = next(self.iterator)
+            waited = time.perf_counter() - wait_start
+            self.watch("the train step (the device or the gradient all-reduce)", step,
+                       long=first or self.slow_steps)
+            (self.step_function or self.train_step)(images, labels)
+            if self.marking:  # so that each marked step holds its own device time
+                self.train_step.first_nonfinite_step()
+        self.meter.add(1, waited, time.perf_counter() - wait_start - waited)

@@ -1,0 +1,160 @@
+"""The Trainer: a run's parts put together. It owns what happens between steps (orbit's split;
+the steps are in engine/step.py): the run's state and checkpoints (engine/run_state.py),
+evaluation (engine/evaluation.py), step dispatch (engine/runner.py) and the loop's hooks
+(engine/hooks/), which the controller (engine/controller.py) drives.
+Rank 0 writes checkpoints, metrics.jsonl and TensorBoard events; every rank computes.
+"""
+import dataclasses
+from typing import Optional, Sequence, Tuple
+
+from engine import hooks, observe, run_format
+from engine.controller import Controller, Hook
+from engine.evaluation import Evaluator
+from engine.run_state import RunState
+from engine.runner import StepRunner
+from engine.step import TrainStep
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """What the loop needs to know; fields that mirror a flag of launch.train carry its name."""
+    model_dir: str
+    batch_size: int                          # global: each worker takes batch_size / workers
+    epochs: int
+    steps_per_epoch: int
+    validation_steps: Optional[int] = None   # None: the whole split; 0: no evaluation
+    seed: int = 0
+    log_steps: int = 100
+    save_summary_steps: Optional[int] = None  # TensorBoard scalars every N steps (None: off)
+    checkpoint_steps: Optional[int] = None   # also checkpoint every N steps (epoch ends always)
+    keep_checkpoints: int = 5
+    steps_per_loop: int = 1
+    profile_steps: Optional[Tuple[int, int]] = None
+    resume_from_checkpoint_path: Optional[str] = None  # used when model_dir holds none
+    resume_from_epoch: Optional[int] = None  # its epoch, when the checkpoint does not say
+    allow_fresh_start: bool = False
+    progress: bool = False                   # a live progress line on a terminal
+    precise_bn_batches: int = 0              # BN statistics recomputed before evaluating
+
+
+class _NoWatchdog:
+    def expect(self, what, step, *, long=False, steps=1):
+        pass
+
+
+class Trainer:
+    """Epochs of train steps with exact evaluation, checkpoints, metrics and profiling.
+
+    `train()` runs to `config.epochs` (resuming from model_dir's latest checkpoint) and returns
+    a summary; `evaluate()` runs one exact validation pass; `evaluate_checkpoint(path)`
+    evaluates a checkpoint. `train_step` owns the net, optimizer and weight average; `hooks`
+    are more Hooks, run after the built-in ones."""
+
+    def __init__(self, *, train_step: TrainStep, data, backend, config: TrainConfig,
+                 watchdog=None, tensor_dumps=None, hooks: Sequence[Hook] = (), log=print):
+        self.train_step, self.data, self.backend, self.config = (train_step, data, backend,
+                                                                 config)
+        self.watch = (watchdog or _NoWatchdog()).expect
+        self.tensor_dumps, self.extra_hooks = tensor_dumps, list(hooks)
+        self._print = log if backend.is_chief else (lambda *a, **k: None)
+        self._progress = None
+        self.local_batch = config.batch_size // backend.size
+        self.recorder = run_format.Recorder(config.model_dir, backend.is_chief)
+        self.state = RunState(train_step=train_step, backend=backend, model_dir=config.model_dir,
+                              keep_checkpoints=config.keep_checkpoints,
+                              steps_per_epoch=config.steps_per_epoch, log=self.log,
+                              watch=self.watch)
+        self.evaluator = Evaluator(
+            train_step=train_step, data=data, backend=backend, local_batch=self.local_batch,
+            seed=config.seed, validation_steps=config.validation_steps,
+            precise_bn_batches=config.precise_bn_batches, recorder=self.recorder,
+            log=self.log, elapsed=self.state.elapsed_seconds, watch=self.watch)
+
+    def log(self, *args, **kwargs):
+        if self._progress is not None:
+            self._progress.clear()
+        self._print(*args, **kwargs)
+
+    def save(self, step):
+        return self.state.save(step, self.recorder)
+
+    def train(self):
+        cfg = self.config
+        step, _, writers = self.state.start(
+            allow_fresh_start=cfg.allow_fresh_start,
+            resume_from=cfg.resume_from_checkpoint_path, resume_from_epoch=(
+                cfg.resume_from_epoch if cfg.resume_from_checkpoint_path else None))
+        if writers is not None and writers != self.backend.size:
+            self.log(self._worker_change_note(writers))
+        self.recorder.truncate_after(step)
+        self.evaluator.evaluate_if_missing(step, cfg.steps_per_epoch)
+        iterator = iter(self.data.train_dataset(
+            self.local_batch, shard_index=self.backend.rank, num_shards=self.backend.size,
+            seed=cfg.seed, start_example=step * self.local_batch))
+        meter = observe.Throughput(cfg.batch_size)
+        runner = StepRunner(train_step=self.train_step, iterator=iterator, meter=meter,
+                            watch=self.watch)
+        loop_hooks, epoch_end = self._hooks(runner, meter)
+        controller = Controller(
+            run_steps=runner, hooks=loop_hooks + self.extra_hooks,
+            total_steps=cfg.epochs * cfg.steps_per_epoch, steps_per_call=cfg.steps_per_loop,
+            first_nonfinite_step=self.train_step.first_nonfinite_step, watch=self.watch)
+        try:
+            step = controller.train(step)
+        finally:
+            self._progress = None
+        summary = {"steps": step, "images_per_sec": meter.overall()}
+        if epoch_end.last_evaluation:
+            summary.update({f"validation_{k}": v for k, v in epoch_end.last_evaluation.items()})
+        return summary
+
+    def _hooks(self, runner, meter):
+        """The built-in hooks, in the order they run at a boundary; and the EpochEnd among them."""
+        cfg, chief = self.config, self.backend.is_chief
+        train_log = hooks.TrainLog(
+            train_step=self.train_step, backend=self.backend, recorder=self.recorder,
+            meter=meter, log=self.log, log_steps=cfg.log_steps,
+            summary_steps=cfg.save_summary_steps, steps_per_epoch=cfg.steps_per_epoch,
+            quiet=cfg.progress)
+        epoch_end = hooks.EpochEnd(steps_per_epoch=cfg.steps_per_epoch, epoch=self.state.epoch,
+                                   evaluator=self.evaluator, save=self.save,
+                                   evaluate=cfg.validation_steps != 0)
+        out = [train_log,
+               hooks.PeriodicCheckpoint(every=cfg.checkpoint_steps,
+                                        steps_per_epoch=cfg.steps_per_epoch, save=self.save),
+               hooks.StopOnSignal(any_worker=self.backend.any, save=self.save),
+               epoch_end]
+        window = dict(runner=runner, recorder=self.recorder, batch_size=cfg.batch_size,
+                      log=self.log)
+        if cfg.profile_steps:
+            out.append(hooks.ProfileWindow(model_dir=cfg.model_dir, capture=chief,
+                                           window=cfg.profile_steps, **window))
+        if self.tensor_dumps is not None:
+            out.append(hooks.DumpWindow(dumps=self.tensor_dumps, train_step=self.train_step,
+                                        **window))
+        if cfg.progress and chief:
+            self._progress = hooks.ProgressLine(
+                total_steps=cfg.epochs * cfg.steps_per_epoch, global_batch=cfg.batch_size,
+                train_log=train_log)
+            out.append(self._progress)
+        return out, epoch_end
+
+    def _worker_change_note(self, before):
+        """What resuming on another worker count changes (one line)."""
+        now = self.backend.size
+        return (f"resuming on {now} worker{'s' * (now > 1)} a run that {before} worker"
+                f"{'s' * (before > 1)} checkpointed: each worker now takes "
+                f"{self.local_batch} of the {self.config.batch_size} examples per step from "
+                f"its own shard; the rest of the interrupted pass over the training data is "
+                f"dealt from the new shards' order, so until it ends some examples may come "
+                f"twice and others not at all; later passes see each example once")
+
+    def evaluate(self):
+        """One exact evaluation at the current step (precise BN first when configured)."""
+        step, epoch = (int(v) for v in observe.to_host([self.train_step.optimizer.iterations,
+                                                         self.state.epoch]))
+        return self.evaluator.recompute_and_evaluate(step, epoch)
+
+    def evaluate_checkpoint(self, path):
+        step, epoch = self.state.restore_for_evaluation(path)
+        return self.evaluator.recompute_and_evaluate(step, epoch)
