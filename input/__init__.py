@@ -1,34 +1,29 @@
 """Input modules: files to (images, labels) batches. Knows nothing of models or flags.
 
-    data = input.build("imagenet", dataset_dir="/data/imagenet/tf_records", image_size=224)
+    data = input.build("imagenet", dataset_dir="/data/imagenet/tf_records",
+                       options=input.InputOptions(image_size=224))
     train = data.train_dataset(batch_size=64, shard_index=rank, num_shards=size, seed=1)
     evaluation = data.eval_dataset(batch_size=64, shard_index=rank, num_shards=size)
-
-The names below load on first use (PEP 562), so that `python -m input.<command>` can hand over
-to launch/ (which quiets TensorFlow's start: launch/startup.py) before TensorFlow is imported.
 """
-import importlib
+from input.modules import ImageFolder, ImageNetRecords, Synthetic
+from input.options import FIELDS, InputOptions
+from input.records import InputError
 
-_HOMES = {"ImageFolder": "input.modules", "ImageNetRecords": "input.modules",
-          "Synthetic": "input.modules", "InputError": "input.records"}
-
-
-def __getattr__(name):
-    if name == "MODULES":
-        modules = importlib.import_module("input.modules")
-        return {"imagenet": modules.ImageNetRecords, "folder": modules.ImageFolder,
-                "synthetic": modules.Synthetic}
-    if name in _HOMES:
-        return getattr(importlib.import_module(_HOMES[name]), name)
-    raise AttributeError(f"module 'input' has no attribute {name!r}")
+MODULES = {"imagenet": ImageNetRecords, "folder": ImageFolder, "synthetic": Synthetic}
 
 
-def build(name, **options):
-    """The input module `name` (imagenet, folder or synthetic) built with `options`."""
-    modules = __getattr__("MODULES")
-    if name not in modules:
-        raise ValueError(f"unknown input {name!r}; expected one of {', '.join(modules)}")
-    return modules[name](**options)
+def build(name, *, options=None, **arguments):
+    """The input module `name` (imagenet, folder or synthetic). `options` an InputOptions; or
+    its fields given loose among `arguments` (image_size=32, ...), for short calls."""
+    if name not in MODULES:
+        raise ValueError(f"unknown input {name!r}; expected one of {', '.join(MODULES)}")
+    loose = {k: arguments.pop(k) for k in FIELDS if k in arguments}
+    if options is None:
+        options = InputOptions(**loose)
+    elif loose:
+        raise ValueError(f"give {', '.join(loose)} inside options, not beside it")
+    return MODULES[name](options=options, **arguments)
 
 
-__all__ = ["build", "MODULES", "InputError", "ImageFolder", "ImageNetRecords", "Synthetic"]
+__all__ = ["build", "MODULES", "InputError", "InputOptions", "ImageFolder", "ImageNetRecords",
+           "Synthetic"]

@@ -18,9 +18,9 @@ from typing import Optional
 
 import tensorflow as tf
 
-from input import augment, pipeline, records
 from input import mixing as mixes
-from input import preprocessing as styles
+from input import pipeline, records
+from input.options import InputOptions
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 SPLITS = ("train", "validation")
@@ -43,28 +43,18 @@ class _Source:
 
 
 class _FileBacked:
-    """What imagenet and folder share: two sources, the pipelines, the corrupt-example policy."""
+    """What imagenet and folder share: two sources, the pipelines, the corrupt-example policy.
+    `options` (an InputOptions) says how examples are read and prepared; `mixing` (mixup/CutMix
+    per batch) or None."""
 
-    def __init__(self, dataset_dir: str, *, train_subset: str = "train",
-                 val_subset: str = "validation", num_classes: Optional[int] = None,
-                 image_size: int = 224, preprocessing: str = "vendor",
-                 num_parallel_calls: int = pipeline.AUTOTUNE, deterministic: bool = False,
-                 shuffle_buffer: int = 8192, skip_corrupt: bool = False,
-                 randaugment: Optional[augment.RandAugment] = None,
-                 random_erasing: float = 0.0, mixing: Optional[mixes.Mixing] = None):
-        styles.check_style(preprocessing)
-        if not 0 <= random_erasing <= 1:
-            raise ValueError(f"the random erasing probability must be in [0, 1], not "
-                             f"{random_erasing}")
-        self.randaugment, self.random_erasing, self.mixing = randaugment, random_erasing, mixing
-        self.dataset_dir = dataset_dir
+    def __init__(self, dataset_dir: str, *, options: InputOptions = InputOptions(),
+                 train_subset: str = "train", val_subset: str = "validation",
+                 num_classes: Optional[int] = None, mixing: Optional[mixes.Mixing] = None):
+        self.dataset_dir, self.options, self.mixing = dataset_dir, options, mixing
         self.subsets = {"train": train_subset, "validation": val_subset}
         self.num_classes = num_classes
+        self.image_size = options.image_size
         self._sources = {}
-        self.image_size, self.style = image_size, preprocessing
-        self.num_parallel_calls = num_parallel_calls
-        self.deterministic, self.shuffle_buffer = deterministic, shuffle_buffer
-        self.skip_corrupt = skip_corrupt
         self._bad = {}
 
     def num_examples(self, split):
@@ -72,7 +62,7 @@ class _FileBacked:
 
     def bad_examples(self, split):
         """[(path, index, reason)] left out with skip_corrupt (found by one slow scan)."""
-        if not self.skip_corrupt:
+        if not self.options.skip_corrupt:
             return []
         if split not in self._bad:
             self._bad[split] = pipeline.find_bad_examples(self.source(split))
@@ -85,21 +75,17 @@ class _FileBacked:
 
     def train_dataset(self, batch_size, *, shard_index=0, num_shards=1, seed=0, start_example=0):
         batches = pipeline.train_dataset(
-            self.source("train"), batch_size=batch_size, image_size=self.image_size,
-            shard_index=shard_index, num_shards=num_shards, seed=seed,
-            start_example=start_example, style=self.style,
-            num_parallel_calls=self.num_parallel_calls, deterministic=self.deterministic,
-            shuffle_buffer=self.shuffle_buffer, skip_examples=self._skip_examples("train"),
-            randaugment=self.randaugment, random_erasing=self.random_erasing)
+            self.source("train"), batch_size=batch_size, shard_index=shard_index,
+            num_shards=num_shards, seed=seed, start_example=start_example,
+            skip_examples=self._skip_examples("train"), options=self.options)
         return _mixed(batches, self.mixing, num_classes=self.num_classes, seed=seed,
                       worker=shard_index, first_batch=start_example // batch_size)
 
     def eval_dataset(self, batch_size, *, shard_index=0, num_shards=1):
         return pipeline.eval_dataset(
-            self.source("validation"), batch_size=batch_size, image_size=self.image_size,
-            shard_index=shard_index, num_shards=num_shards, style=self.style,
-            num_parallel_calls=self.num_parallel_calls,
-            skip_examples=self._skip_examples("validation"))
+            self.source("validation"), batch_size=batch_size, shard_index=shard_index,
+            num_shards=num_shards, skip_examples=self._skip_examples("validation"),
+            options=self.options)
 
     def eval_batches(self, batch_size, num_shards=1):
         return pipeline.eval_batches(self.source("validation").counts, batch_size, num_shards)
@@ -216,10 +202,11 @@ class Synthetic:
     """Random images and labels made on the device once and repeated: no I/O, no decode, for
     measuring compute alone."""
 
-    def __init__(self, *, image_size: int = 224, num_classes: int = 1000,
+    def __init__(self, *, options: InputOptions = InputOptions(), num_classes: int = 1000,
                  num_train_examples: int = 1_281_167, num_val_examples: int = 50_000,
                  mixing: Optional[mixes.Mixing] = None):
-        self.image_size, self.num_classes = image_size, num_classes
+        self.options = options
+        self.image_size, self.num_classes = options.image_size, num_classes
         self.mixing = mixing
         self.class_names = None
         self._counts = {"train": num_train_examples, "validation": num_val_examples}

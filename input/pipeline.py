@@ -20,6 +20,7 @@ import math
 import tensorflow as tf
 
 from input import preprocessing, records
+from input.options import InputOptions
 
 AUTOTUNE = tf.data.AUTOTUNE
 CYCLE_LENGTH = 10  # files read at once in training, as the recipe's interleave
@@ -85,18 +86,16 @@ def _options(deterministic):
     return options
 
 
-def train_dataset(source, *, batch_size: int, image_size: int, shard_index: int = 0,
-                  num_shards: int = 1, seed: int = 0, start_example: int = 0,
-                  style: str = "vendor", num_parallel_calls: int = AUTOTUNE,
-                  deterministic: bool = False, shuffle_buffer: int = 8192,
-                  skip_examples=(), randaugment=None,
-                  random_erasing: float = 0.0) -> tf.data.Dataset:
+def train_dataset(source, *, batch_size: int, shard_index: int = 0, num_shards: int = 1,
+                  seed: int = 0, start_example: int = 0, skip_examples=(),
+                  options: InputOptions = InputOptions()) -> tf.data.Dataset:
     """Endless (images [B, S, S, 3], labels [B] int32) batches for this worker.
 
     start_example: examples this worker already consumed (resume = steps done x batch_size).
     skip_examples: (unit id, index) pairs to leave out (known-corrupt records).
-    randaugment, random_erasing: per-example augmentations (preprocessing.train_image).
+    options: image size, style, parallelism, order, augmentations (input.options).
     """
+    deterministic, shuffle_buffer = options.deterministic, options.shuffle_buffer
     ids, record_shard = _worker_units(len(source.counts), shard_index, num_shards)
     per_epoch = examples_per_worker(source.counts, shard_index, num_shards, skip_examples)
     if per_epoch == 0:
@@ -123,11 +122,12 @@ def train_dataset(source, *, batch_size: int, image_size: int, shard_index: int 
         unit, index, payload = element
         encoded, label = source.parse(unit, index, payload)
         image = preprocessing.train_image(
-            encoded, image_size, tf.stack([tf.cast(seed, tf.int64), number]), style,
-            randaugment=randaugment, random_erasing=random_erasing)
+            encoded, options.image_size, tf.stack([tf.cast(seed, tf.int64), number]),
+            options.preprocessing, randaugment=options.randaugment,
+            random_erasing=options.random_erasing)
         return image, label
 
-    stream = stream.map(decode, num_parallel_calls=num_parallel_calls,
+    stream = stream.map(decode, num_parallel_calls=options.num_parallel_calls,
                         deterministic=deterministic)
     stream = stream.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE)
     return stream.with_options(_options(deterministic))
@@ -139,9 +139,8 @@ def eval_batches(counts, batch_size, num_shards):
     return max(1, math.ceil(most / batch_size))
 
 
-def eval_dataset(source, *, batch_size: int, image_size: int, shard_index: int = 0,
-                 num_shards: int = 1, style: str = "vendor", num_parallel_calls: int = AUTOTUNE,
-                 skip_examples=()) -> tf.data.Dataset:
+def eval_dataset(source, *, batch_size: int, shard_index: int = 0, num_shards: int = 1,
+                 skip_examples=(), options: InputOptions = InputOptions()) -> tf.data.Dataset:
     """One pass: (images, labels, mask [B] float32) batches; summed over workers, every example
     but `skip_examples` ((unit, index) pairs) has mask 1 exactly once."""
     ids, record_shard = _worker_units(len(source.counts), shard_index, num_shards)
@@ -155,10 +154,12 @@ def eval_dataset(source, *, batch_size: int, image_size: int, shard_index: int =
 
     def decode(unit, index, payload):
         encoded, label = source.parse(unit, index, payload)
-        image = preprocessing.eval_image(encoded, image_size, style)
+        image = preprocessing.eval_image(encoded, image_size, options.preprocessing)
         return image, label, tf.constant(1.0)
 
-    real = elements.map(decode, num_parallel_calls=num_parallel_calls, deterministic=True)
+    image_size = options.image_size
+    real = elements.map(decode, num_parallel_calls=options.num_parallel_calls,
+                        deterministic=True)
     padding = tf.data.Dataset.from_tensors(
         (tf.zeros([image_size, image_size, 3], tf.float32), tf.constant(0, tf.int32),
          tf.constant(0.0))).repeat(total_batches * batch_size - mine)

@@ -1,5 +1,4 @@
-"""The command line: flags, entry points, recipes, device set-up, build scripts."""
-from launch.startup import quiet_tensorflow
+"""The command line: flags, entry points, recipes, device set-up, build scripts.
 
-# Before any module of the entry points imports TensorFlow: see launch/startup.py.
-quiet_tensorflow()
+Every entry point imports launch.quiet_start first, so that TensorFlow starts without its noise
+(launch/startup.py); importing any other module of launch/ has no such effect."""

@@ -7,6 +7,9 @@ serving_default(encoded: string [N]) -> probabilities [N, C], top5_classes, top5
     JPEG/PNG bytes, preprocessed as the run evaluated (shorter side resize, central crop).
 predict_images(images: float32 [N, S, S, 3]) -> the same, from already preprocessed images.
 """
+import launch.quiet_start  # noqa: F401 - first: TensorFlow starts without its noise
+
+# isort: split
 import sys
 
 from absl import app, flags

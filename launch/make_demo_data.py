@@ -1,5 +1,7 @@
-"""python -m launch.make_demo_data OUT_DIR: writes the demo data set (see input/demo_data.py).
-(`python -m input.make_demo_data OUT_DIR` is the same command.)"""
+"""python -m launch.make_demo_data OUT_DIR: writes the demo data set (see input/demo_data.py)."""
+import launch.quiet_start  # noqa: F401 - first: TensorFlow starts without its noise
+
+# isort: split
 import sys
 import time
 

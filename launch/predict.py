@@ -5,6 +5,9 @@
 Prints one line per image: path, then class (name when the data set has names) and probability.
 A file that is not an image ends the command with one line naming it and exit code 1.
 """
+import launch.quiet_start  # noqa: F401 - first: TensorFlow starts without its noise
+
+# isort: split
 import sys
 
 from absl import app, flags

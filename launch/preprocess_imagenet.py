@@ -2,8 +2,10 @@
 
     python -m launch.preprocess_imagenet --raw_data_dir=$IMAGENET_HOME \
         --local_scratch_dir=$IMAGENET_HOME/tf_records
-(`python -m input.preprocess_imagenet` is the same command, under the recipe's module name.)
 """
+import launch.quiet_start  # noqa: F401 - first: TensorFlow starts without its noise
+
+# isort: split
 import sys
 
 from absl import app, flags

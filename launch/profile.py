@@ -9,6 +9,9 @@ optimizer update and other host time; the 10 ops with the most self time; with t
 --horovod_timeline, the gradient group's negotiation and transfer per step; the cost of
 profiling (from metrics.jsonl); and one line of advice when one share clearly dominates.
 """
+import launch.quiet_start  # noqa: F401 - first: TensorFlow starts without its noise
+
+# isort: split
 import json
 import os
 import sys

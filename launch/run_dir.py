@@ -10,6 +10,7 @@ import nets
 from engine import checkpoints
 from launch import train_flags
 from launch.errors import CommandError
+from launch.train_flags import objects
 
 
 class RunDirError(CommandError):
@@ -34,7 +35,7 @@ def load(model_dir, checkpoint=None, *, ema=False):
     """(net restored from `checkpoint` or the run's latest, run flags, class names or None,
     checkpoint path). With `ema`, the net holds the run's weight average instead."""
     run_flags = read_flags(os.path.join(model_dir, "flags.txt"))
-    net = nets.build(run_flags.model, **train_flags.net_options(run_flags))
+    net = nets.build(run_flags.model, **objects.net_options(run_flags))
     path = checkpoint or tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
     if not path:
         raise RunDirError(f"{model_dir}/checkpoints holds no checkpoint")

@@ -3,21 +3,24 @@ one module per concern (recipe, input, augmentation, model, optimization, loop),
 --helpfull groups them. Validators end a bad command line with one line naming the flag, exit
 code 1, before any TensorFlow graph is built.
 
-This package is also the one mapping from flags to objects: `net_options`, `input_options`.
-Importing it defines nothing; `define(flags.FLAGS)` does (launch.train).
+Its module `objects` is the one mapping from flags to objects (input, net, step, loop
+configuration). Importing it defines nothing; `define(flags.FLAGS)` does (launch.train).
 """
+import copy
+import dataclasses
 import os
 
 from absl import flags
 
 from engine import distributed
-from input import augment, mixing
-from launch.train_flags import augmentation, loop, model, optimization, recipe
+from input import augment
+from input.options import InputOptions
+from launch.train_flags import augmentation, loop, model, objects, optimization, recipe
 from launch.train_flags import input as input_flags
 
 FLAGS = flags.FLAGS
 CONCERNS = (recipe, input_flags, augmentation, model, optimization, loop)
-COMPUTE_DTYPES = {"fp32": "float32", "bf16": "bfloat16"}  # --dtype -> nets' compute_dtype
+COMPUTE_DTYPES = objects.COMPUTE_DTYPES
 
 
 def define(fv: flags.FlagValues, *, validate: bool = True):
@@ -28,68 +31,21 @@ def define(fv: flags.FlagValues, *, validate: bool = True):
         _register_validators(fv)
 
 
-def net_options(fv: flags.FlagValues, *, seed: int = 0) -> dict:
-    """nets.build(fv.model, **net_options(fv)): the net that these flags describe."""
-    options = dict(num_classes=fv.num_classes, dropout_rate=fv.dropout_rate,
-                   bn_epsilon=fv.bn_epsilon, bn_momentum=fv.bn_momentum,
-                   kernel_initializer=fv.kernel_initializer,
-                   compute_dtype=COMPUTE_DTYPES[fv.dtype], data_format=fv.data_format,
-                   recompute=fv.recompute, seed=seed)
-    if fv.model == "densenet":
-        options.update(blocks=[int(b) for b in fv.blocks], growth_rate=fv.growth_rate,
-                       stem_filters=fv.stem_filters)
-    return options
-
-
-def input_options(fv: flags.FlagValues) -> dict:
-    """input.build(fv.input, **input_options(fv)): the input that these flags describe."""
-    mixes = mixing.Mixing(mixup_alpha=fv.mixup_alpha, cutmix_alpha=fv.cutmix_alpha,
-                          prob=fv.mix_prob)
-    mixes = mixes if mixes.enabled else None
-    if fv.input == "synthetic":
-        return dict(num_classes=fv.num_classes or 1000, image_size=fv.image_size, mixing=mixes)
-    return dict(dataset_dir=fv.dataset_dir, train_subset=fv.train_subset,
-                val_subset=fv.val_subset, num_classes=fv.num_classes, image_size=fv.image_size,
-                preprocessing=fv.preprocessing, num_parallel_calls=fv.dataset_num_parallel_calls,
-                deterministic=fv.deterministic, shuffle_buffer=fv.shuffle_buffer,
-                skip_corrupt=fv.skip_corrupt, mixing=mixes,
-                randaugment=(augment.RandAugment.parse(fv.randaugment) if fv.randaugment
-                             else None),
-                random_erasing=fv.random_erasing)
-
-
-def profile_window(fv: flags.FlagValues = FLAGS):
-    return _parse_window(fv.profile_steps) if fv.profile_steps else None
-
-
-def tensor_dumps(rank: int, fv: flags.FlagValues = FLAGS):
-    """The --dump_tensors window of this worker (engine.tensor_dumps.TensorDumps: every worker
-    has it, rank 0 alone writes unless --dump_all_ranks), or None."""
-    if not fv.dump_tensors:
-        return None
-    from engine.tensor_dumps import TensorDumps
-    root = (os.path.join(fv.dump_tensors, f"rank_{rank}") if fv.dump_all_ranks
-            else fv.dump_tensors)
-    window = _parse_window(fv.dump_steps) if fv.dump_steps else (0, 2**62)
-    return TensorDumps(root, window=window, mode=fv.dump_mode, buffer_size=fv.dump_buffer_size,
-                       writes=rank == 0 or fv.dump_all_ranks)
-
-
-def write_flagfile(path: str, fv: flags.FlagValues = FLAGS):
-    """Every flag of launch.train that has a value, as --name=value lines: a reusable
-    --flagfile."""
+def write_flagfile(path: str, fv: flags.FlagValues, resolved: objects.Resolved = None):
+    """Every flag of launch.train that has a value, as --name=value lines, with the values the
+    run resolved (seed, classes, steps per epoch) in place of those left open: a --flagfile that
+    reproduces the run. `fv` itself is left as it is."""
+    settled = dataclasses.asdict(resolved) if resolved else {}
     lines = []
     for concern in CONCERNS:
         for flag in sorted(fv.get_flags_for_module(concern.__name__), key=lambda f: f.name):
+            if flag.name in settled:
+                flag = copy.deepcopy(flag)
+                flag.value = settled[flag.name]
             if flag.value is not None:
                 lines.append(flag.serialize())
     with open(path, "w") as f:
         f.write("\n".join(sorted(lines)) + "\n")
-
-
-def _parse_window(text):
-    start, end = (int(x) for x in text.split(","))
-    return start, end
 
 
 def _register_validators(fv):
@@ -105,8 +61,8 @@ def _register_validators(fv):
     def check(name, predicate, message):
         flags.register_validator(name, predicate, message=message, flag_values=fv)
 
-    for name in ("batch_size", "epochs", "image_size", "log_steps", "keep_checkpoints",
-                 "steps_per_loop", "shuffle_buffer", "grad_accum_steps", "stall_timeout_long"):
+    for name in ("batch_size", "epochs", "log_steps", "keep_checkpoints", "steps_per_loop",
+                 "grad_accum_steps", "stall_timeout_long"):
         positive(name)
     for name in ("steps_per_epoch", "checkpoint_steps", "save_summary_steps", "num_classes"):
         positive_or_none(name)
@@ -114,8 +70,6 @@ def _register_validators(fv):
           "--validation_steps must be 0 (off) or positive")
     check("warmup_epochs", lambda v: v >= 0, "--warmup_epochs must not be negative")
     check("resume_from_epoch", lambda v: v >= 0, "--resume_from_epoch must not be negative")
-    check("dataset_num_parallel_calls", lambda v: v == -1 or v > 0,
-          "--dataset_num_parallel_calls must be -1 (AUTOTUNE) or positive")
     check("initial_lr", lambda v: v > 0, "--initial_lr must be positive")
     check("ema_decay", lambda v: v is None or 0 < v < 1, "--ema_decay must be in (0, 1)")
     check("bn_momentum", lambda v: 0 <= v < 1, "--bn_momentum must be in [0, 1)")
@@ -124,10 +78,14 @@ def _register_validators(fv):
     check("weight_decay", lambda v: v >= 0, "--weight_decay must not be negative")
     check("label_smoothing", lambda v: 0 <= v < 1, "--label_smoothing must be in [0, 1)")
     check("dropout_rate", lambda v: 0 <= v < 1, "--dropout_rate must be in [0, 1)")
+    # The input's own checks (input.options), under the flags' names.
+    for flag_name, field in (("image_size", "image_size"), ("shuffle_buffer", "shuffle_buffer"),
+                             ("random_erasing", "random_erasing"),
+                             ("dataset_num_parallel_calls", "num_parallel_calls")):
+        check(flag_name, _input_check(flag_name, field), "")
     check("image_size", lambda v: v >= 32,
           "--image_size must be at least 32 (five 2x downsamplings)")
     check("randaugment", _randaugment_ok, "--randaugment must be M,N[,S]")
-    check("random_erasing", lambda v: 0 <= v <= 1, "--random_erasing must be in [0, 1]")
     check("mix_prob", lambda v: 0 <= v <= 1, "--mix_prob must be in [0, 1]")
     for name in ("mixup_alpha", "cutmix_alpha"):
         check(name, lambda v: v >= 0, f"--{name} must not be negative (0: off)")
@@ -171,6 +129,15 @@ def _register_validators(fv):
         multi([name], _checkpoint_exists(name, allow_file))
 
 
+def _input_check(flag_name, field):
+    def check(value):
+        problem = InputOptions.check(field, value)
+        if problem:
+            raise flags.ValidationError(f"--{flag_name} {problem}")
+        return True
+    return check
+
+
 def _randaugment_ok(text):
     if text is None:
         return True
@@ -185,7 +152,7 @@ def _window_ok(text):
     if text is None:
         return True
     try:
-        start, end = _parse_window(text)
+        start, end = objects.parse_window(text)
     except ValueError:
         return False
     return 0 <= start < end

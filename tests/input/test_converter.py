@@ -61,7 +61,7 @@ def read_records(folder):
 def test_records_match_the_source_files_and_rerun_rewrites_only_missing_shards(raw_tree, tmp_path):
     raw, sources = raw_tree
     out = tmp_path / "records"
-    helpers.run_checked([sys.executable, "-m", "input.preprocess_imagenet",
+    helpers.run_checked([sys.executable, "-m", "launch.preprocess_imagenet",
                          f"--raw_data_dir={raw}", f"--local_scratch_dir={out}",
                          "--train_shards=3", "--validation_shards=2", "--num_workers=2"],
                         timeout=300)
@@ -111,7 +111,7 @@ def test_jpeg_components_reads_the_frame_header(tmp_path):
 
 
 def test_bad_raw_layout_is_refused_with_one_line(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "input.preprocess_imagenet",
+    proc = subprocess.run([sys.executable, "-m", "launch.preprocess_imagenet",
                            f"--raw_data_dir={tmp_path}/nowhere", f"--local_scratch_dir={tmp_path}"],
                           capture_output=True, text=True, timeout=120,
                           env=dict(os.environ, PYTHONPATH=helpers.REPO))

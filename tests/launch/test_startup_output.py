@@ -15,8 +15,7 @@ NOISE = ("All log messages before absl::InitializeLog()", "oneDNN custom operati
          "Could not find cuda drivers", "failed call to cuInit",
          "This TensorFlow binary is optimized")
 ENTRY_POINTS = ("launch.train", "launch.export", "launch.predict", "launch.benchmark",
-                "launch.preprocess_imagenet", "launch.profile", "launch.make_demo_data",
-                "input.preprocess_imagenet", "input.make_demo_data")
+                "launch.preprocess_imagenet", "launch.profile", "launch.make_demo_data")
 
 
 def run_plain(args, **kwargs):

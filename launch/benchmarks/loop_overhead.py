@@ -1,4 +1,4 @@
-"""`python -m launch.benchmark --mode=loop_overhead`: what the loop itself costs.
+"""loop_overhead (`python -m launch.benchmark --mode=loop_overhead`): what the loop itself costs.
 
 A tiny DenseNet (one block of two layers, 32 px, batch 4) whose step takes milliseconds, so
 that any host work between steps shows. Each row trains `steps` steps with engine.Trainer (a
@@ -8,13 +8,13 @@ The Trainer's rate is its own images/s between boundaries after the first log in
 tracing is left out), which it times after the device has finished. Rows: default flags;
 steps_per_loop=50; and under `horovodrun -np 2` (rank 0 reports).
 """
-import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
+
+from launch.benchmarks import processes
 
 BATCH, IMAGE_SIZE = 4, 32
 
@@ -59,8 +59,9 @@ def bare_rate(step, data, backend, steps_per_loop, steps):
     return calls * steps_per_loop / (time.perf_counter() - start)
 
 
-def worker(steps_per_loop, steps, rounds):
-    """One row in this process: prints {"trainer": [...], "bare": [...]} steps/s per round."""
+def worker(*, steps_per_loop, steps, rounds):
+    """One row in this process: {"trainer": [...], "bare": [...]} steps/s per round (printed by
+    rank 0 only)."""
     trainer_rates, bare_rates = [], []
     for round_ in range(rounds + 1):  # round 0 warms the process up (thread pools, caches)
         with tempfile.TemporaryDirectory() as model_dir:
@@ -70,16 +71,11 @@ def worker(steps_per_loop, steps, rounds):
             if round_:
                 trainer_rates.append(summary["images_per_sec"] / (BATCH * backend.size))
                 bare_rates.append(bare)
-    if backend.is_chief:
-        print(json.dumps({"trainer": trainer_rates, "bare": bare_rates}))
+    return {"trainer": trainer_rates, "bare": bare_rates} if backend.is_chief else None
 
 
-def _row(name, command, env):
-    out = subprocess.run(command, capture_output=True, text=True, env=env)
-    if out.returncode != 0:
-        raise RuntimeError(f"loop_overhead row {name} failed:\n{out.stderr[-2000:]}")
-    line = [x for x in out.stdout.splitlines() if x.startswith("{")][-1]
-    rates = json.loads(line)
+def _row(name, command):
+    rates = processes.last_json(command, f"loop_overhead row {name}")
     ratios = [t / b for t, b in zip(rates["trainer"], rates["bare"])]
     row = {"trainer_steps_per_sec": round(statistics.median(rates["trainer"]), 1),
            "bare_loop_steps_per_sec": round(statistics.median(rates["bare"]), 1),
@@ -90,20 +86,17 @@ def _row(name, command, env):
 
 
 def run(*, steps, rounds, horovod=True):
-    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=here)
-
     def command(steps_per_loop):
-        return [sys.executable, "-m", "launch.benchmark", "--mode=loop_overhead_worker",
-                f"--steps={steps}", f"--repeats={rounds}", f"--steps_per_loop={steps_per_loop}"]
+        return processes.worker_command("loop_overhead", steps_per_loop=steps_per_loop,
+                                        steps=steps, rounds=rounds)
 
-    rows = {"default": _row("default", command(1), env),
-            "steps_per_loop_50": _row("steps_per_loop=50", command(50), env)}
+    rows = {"default": _row("default", command(1)),
+            "steps_per_loop_50": _row("steps_per_loop=50", command(50))}
     if horovod:
         horovodrun = os.path.join(os.path.dirname(sys.executable), "horovodrun")
         rows["horovodrun_np2"] = _row(
             "horovodrun -np 2", [horovodrun, "-np", "2", "-H", "localhost:2", "--gloo",
-                                 *command(1)], env)
+                                 *command(1)])
     return {"mode": "loop_overhead", "model": "densenet blocks=(2,) growth 4 stem 8",
             "image_size": IMAGE_SIZE, "batch_per_worker": BATCH, "steps": steps,
             "rounds": rounds, **rows}

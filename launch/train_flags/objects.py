@@ -1,0 +1,154 @@
+"""The one mapping from flag values to the run's objects: the input module, the net, the train
+step, the loop's configuration, the watchdog and the tensor dumps. Every function takes the
+flag values (`fv`) and what the run settled at its start (`Resolved`); none reads or changes
+absl's global FLAGS."""
+import dataclasses
+import os
+import sys
+from typing import Optional
+
+from absl import flags
+
+import engine
+import input as inputs
+import nets
+from engine import ema, optimizers, schedules, watchdog
+from input import augment, mixing
+from launch.errors import CommandError
+
+COMPUTE_DTYPES = {"fp32": "float32", "bf16": "bfloat16"}  # --dtype -> nets' compute_dtype
+
+
+@dataclasses.dataclass(frozen=True)
+class Resolved:
+    """What the run settled that its flags may leave open: written into flags.txt, so that
+    --flagfile=<model_dir>/flags.txt reproduces the run."""
+    seed: int
+    num_classes: int
+    steps_per_epoch: int
+
+
+def input_options(fv: flags.FlagValues) -> inputs.InputOptions:
+    return inputs.InputOptions(
+        image_size=fv.image_size, preprocessing=fv.preprocessing,
+        num_parallel_calls=fv.dataset_num_parallel_calls, deterministic=fv.deterministic,
+        shuffle_buffer=fv.shuffle_buffer, skip_corrupt=fv.skip_corrupt,
+        randaugment=augment.RandAugment.parse(fv.randaugment) if fv.randaugment else None,
+        random_erasing=fv.random_erasing)
+
+
+def batch_mixing(fv: flags.FlagValues) -> Optional[mixing.Mixing]:
+    mixes = mixing.Mixing(mixup_alpha=fv.mixup_alpha, cutmix_alpha=fv.cutmix_alpha,
+                          prob=fv.mix_prob)
+    return mixes if mixes.enabled else None
+
+
+def input_module(fv: flags.FlagValues):
+    """The input module these flags describe."""
+    if fv.input == "synthetic":
+        return inputs.build("synthetic", options=input_options(fv),
+                            num_classes=fv.num_classes or 1000, mixing=batch_mixing(fv))
+    return inputs.build(fv.input, options=input_options(fv), dataset_dir=fv.dataset_dir,
+                        train_subset=fv.train_subset, val_subset=fv.val_subset,
+                        num_classes=fv.num_classes, mixing=batch_mixing(fv))
+
+
+def resolve(fv: flags.FlagValues, *, seed: int, data) -> Resolved:
+    steps = fv.steps_per_epoch
+    if steps is None:
+        steps = data.num_examples("train") // fv.batch_size
+        if steps == 0:
+            raise CommandError(f"--batch_size {fv.batch_size} is larger than the "
+                               f"{data.num_examples('train')} training examples")
+    return Resolved(seed=seed, num_classes=fv.num_classes or data.num_classes,
+                    steps_per_epoch=steps)
+
+
+def net_options(fv: flags.FlagValues, *, seed: int = 0, num_classes: int = None) -> dict:
+    """nets.build(fv.model, **net_options(fv)): the net that these flags describe."""
+    options = dict(num_classes=num_classes or fv.num_classes, dropout_rate=fv.dropout_rate,
+                   bn_epsilon=fv.bn_epsilon, bn_momentum=fv.bn_momentum,
+                   kernel_initializer=fv.kernel_initializer,
+                   compute_dtype=COMPUTE_DTYPES[fv.dtype], data_format=fv.data_format,
+                   recompute=fv.recompute, seed=seed)
+    if fv.model == "densenet":
+        options.update(blocks=[int(b) for b in fv.blocks], growth_rate=fv.growth_rate,
+                       stem_filters=fv.stem_filters)
+    return options
+
+
+def net(fv: flags.FlagValues, resolved: Resolved):
+    """The net, initialized from --init_checkpoint when given."""
+    model = nets.build(fv.model, **net_options(fv, seed=resolved.seed,
+                                               num_classes=resolved.num_classes))
+    path = fv.init_checkpoint
+    if path and path.endswith(".h5"):
+        nets.load_keras_weights(model, path, skip_head=fv.init_skip_head)
+    elif path:
+        try:
+            engine.restore_net(model, path, skip_head=fv.init_skip_head)
+        except engine.HeadMismatch as e:
+            raise CommandError(f"--init_checkpoint: {e}; add --init_skip_head to fine-tune "
+                               f"with a new classifier") from None
+    return model
+
+
+def train_step(fv: flags.FlagValues, *, model, backend, resolved: Resolved):
+    """The train step, which owns the net, the optimizer and the weight average."""
+    decoupled = fv.weight_decay if fv.weight_decay_mode == "decoupled" else 0.0
+    lr_fn = schedules.build(fv.lr_schedule, initial_lr=fv.initial_lr,
+                            steps_per_epoch=resolved.steps_per_epoch,
+                            warmup_epochs=fv.warmup_epochs, total_epochs=fv.epochs)
+    return engine.TrainStep(
+        net=model, optimizer=optimizers.build(fv.optimizer, decoupled_weight_decay=decoupled),
+        backend=backend, lr_fn=lr_fn, weight_decay=fv.weight_decay,
+        weight_decay_mode=fv.weight_decay_mode, label_smoothing=fv.label_smoothing,
+        grad_accum_steps=fv.grad_accum_steps,
+        ema=ema.WeightEma(model, fv.ema_decay) if fv.ema_decay else None,
+        jit_compile=fv.jit_compile)
+
+
+def train_config(fv: flags.FlagValues, resolved: Resolved) -> engine.TrainConfig:
+    # A progress line rewrites itself with carriage returns: off a terminal (a log file, a
+    # pipe) that makes one endless line, so there the plain per-interval lines are printed.
+    return engine.TrainConfig(
+        model_dir=fv.model_dir, batch_size=fv.batch_size, epochs=fv.epochs,
+        steps_per_epoch=resolved.steps_per_epoch, validation_steps=fv.validation_steps,
+        seed=resolved.seed, log_steps=fv.log_steps, save_summary_steps=fv.save_summary_steps,
+        checkpoint_steps=fv.checkpoint_steps, keep_checkpoints=fv.keep_checkpoints,
+        steps_per_loop=fv.steps_per_loop, profile_steps=profile_window(fv),
+        resume_from_checkpoint_path=fv.resume_from_checkpoint_path,
+        resume_from_epoch=fv.resume_from_epoch if fv.resume_from_checkpoint_path else None,
+        allow_fresh_start=fv.allow_fresh_start,
+        progress=fv.progress is not False and sys.stdout.isatty(),
+        precise_bn_batches=fv.precise_bn_batches)
+
+
+def stall_watchdog(fv: flags.FlagValues, rank: int):
+    if not fv.stall_timeout:
+        return None
+    return watchdog.Watchdog(timeout=fv.stall_timeout,
+                             long_timeout=max(fv.stall_timeout_long, fv.stall_timeout),
+                             rank=rank)
+
+
+def profile_window(fv: flags.FlagValues):
+    return parse_window(fv.profile_steps) if fv.profile_steps else None
+
+
+def tensor_dumps(fv: flags.FlagValues, rank: int):
+    """The --dump_tensors window of this worker (engine.tensor_dumps.TensorDumps: every worker
+    has it, rank 0 alone writes unless --dump_all_ranks), or None."""
+    if not fv.dump_tensors:
+        return None
+    from engine.tensor_dumps import TensorDumps
+    root = (os.path.join(fv.dump_tensors, f"rank_{rank}") if fv.dump_all_ranks
+            else fv.dump_tensors)
+    window = parse_window(fv.dump_steps) if fv.dump_steps else (0, 2**62)
+    return TensorDumps(root, window=window, mode=fv.dump_mode, buffer_size=fv.dump_buffer_size,
+                       writes=rank == 0 or fv.dump_all_ranks)
+
+
+def parse_window(text):
+    start, end = (int(x) for x in text.split(","))
+    return start, end
