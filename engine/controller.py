@@ -29,7 +29,9 @@ class Hook:
         return None
 
     def single_steps(self, step: int) -> bool:
-        """Whether the steps after `step` must run one per call (the debugging windows)."""
+        """Whether the steps after `step` must run one per call (the debugging windows). The
+        first such step must be a boundary of the hook's (next_boundary), so that no call of
+        several steps runs into it."""
         return False
 
     def before_steps(self, step: int) -> None:

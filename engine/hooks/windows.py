@@ -32,7 +32,10 @@ class _Window(Hook):
         self.segment_first_step = step
 
     def next_boundary(self, step):
-        edges = [edge for edge in self.window if edge > step]
+        # The step before the window is a call of its own too: the one-step call is traced
+        # there, outside the window, even when the steps before it ran k to a call.
+        start, end = self.window
+        edges = [edge for edge in (start - 1, start, end) if edge > step]
         return min(edges) if edges else None
 
     def single_steps(self, step):
