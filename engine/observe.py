@@ -71,35 +71,33 @@ class Throughput:
         return round(self._timed_steps * self.global_batch / self._timed_seconds, 2)
 
 
-class Progress:
-    """One line rewritten in place on a terminal: step, loss, images/s, ETA."""
+class Console:
+    """What the chief prints: log lines, and one status line rewritten in place on a terminal
+    (the progress line), which a log line first blanks so that it prints on a clean line.
+    Other workers print nothing (`enabled` False)."""
 
-    def __init__(self, total_steps, *, start_step=0, enabled=True):
-        self.total, self.enabled, self.start_step = total_steps, enabled, start_step
-        self.start = time.perf_counter()
-        self.loss = None
+    def __init__(self, *, print_fn=print, out=None, enabled=True):
+        self.print_fn, self.out, self.enabled = print_fn, out or sys.stdout, enabled
+        self.showing = False
 
-    def update(self, step, meter):
+    def log(self, *args, **kwargs):
         if not self.enabled:
             return
-        elapsed = time.perf_counter() - self.start
-        rate = (step - self.start_step) / elapsed if elapsed > 0 else 0.0  # this process's steps
-        eta = (self.total - step) / rate if rate > 0 else 0.0
-        images = rate * meter.global_batch
-        loss = "" if self.loss is None else f"loss {self.loss:.4f} | "
-        sys.stdout.write(f"\rstep {step}/{self.total} | {loss}{images:6.1f} img/s | "
-                         f"ETA {int(eta) // 60:d}:{int(eta) % 60:02d}   ")
-        sys.stdout.flush()
+        if self.showing:
+            self.out.write("\r" + " " * 79 + "\r")
+            self.out.flush()
+        self.print_fn(*args, **kwargs)
 
-    def clear(self):
-        """Blanks the line so that another message prints on a clean line."""
+    def status(self, text):
+        """Rewrites the status line (the next log line blanks it)."""
         if self.enabled:
-            sys.stdout.write("\r" + " " * 79 + "\r")
-            sys.stdout.flush()
+            self.out.write("\r" + text)
+            self.out.flush()
+            self.showing = True
 
-    def close(self):
-        if self.enabled:
-            sys.stdout.write("\n")
-            sys.stdout.flush()
-
-
+    def end_status(self):
+        """Leaves the status line as it is and moves to a new line."""
+        if self.showing:
+            self.out.write("\n")
+            self.out.flush()
+            self.showing = False

@@ -8,6 +8,8 @@
     profile / tensor_dumps: first_step, segment_first_step, images_per_sec (a debugging window)
   `Recorder` writes it (rank 0) and `read_records` reads it.
 - TensorBoard scalars under <model_dir>/<split>.
+- Profiler captures under <model_dir>/train/plugins/profile/<time>/ (`profiler_logdir`, where
+  TensorBoard's Profile tab finds them).
 - The profiler's annotations (STEP_MARKER per train step with its step_num, INPUT_WAIT_MARKER
   inside it) and the name scopes of a train step's phases (PHASES).
 """
@@ -22,6 +24,17 @@ METRICS_FILE = "metrics.jsonl"
 TRAIN, VALIDATION, VALIDATION_EMA = "train", "validation", "validation_ema"
 PROFILE, TENSOR_DUMPS = "profile", "tensor_dumps"
 SPLITS = (TRAIN, VALIDATION, VALIDATION_EMA, PROFILE, TENSOR_DUMPS)
+
+
+
+def profiler_logdir(model_dir):
+    """What the profiler is started with; it writes plugins/profile/<time>/ below it."""
+    return os.path.join(model_dir, TRAIN)
+
+
+def capture_root(model_dir):
+    return os.path.join(profiler_logdir(model_dir), "plugins", "profile")
+
 
 # The name scopes that split a train step's ops into its phases; launch.profile reads a profile's
 # op names by them (TF names the gradient ops "gradient_tape/<forward op>", which it reads as

@@ -56,8 +56,8 @@ class Trainer:
                                                                  config)
         self.watch = (watchdog or _NoWatchdog()).expect
         self.tensor_dumps, self.extra_hooks = tensor_dumps, list(hooks)
-        self._print = log if backend.is_chief else (lambda *a, **k: None)
-        self._progress = None
+        self.console = observe.Console(print_fn=log, enabled=backend.is_chief)
+        self.log = self.console.log
         self.local_batch = config.batch_size // backend.size
         self.recorder = run_format.Recorder(config.model_dir, backend.is_chief)
         self.state = RunState(train_step=train_step, backend=backend, model_dir=config.model_dir,
@@ -69,11 +69,6 @@ class Trainer:
             seed=config.seed, validation_steps=config.validation_steps,
             precise_bn_batches=config.precise_bn_batches, recorder=self.recorder,
             log=self.log, elapsed=self.state.elapsed_seconds, watch=self.watch)
-
-    def log(self, *args, **kwargs):
-        if self._progress is not None:
-            self._progress.clear()
-        self._print(*args, **kwargs)
 
     def save(self, step):
         return self.state.save(step, self.recorder)
@@ -99,10 +94,7 @@ class Trainer:
             run_steps=runner, hooks=loop_hooks + self.extra_hooks,
             total_steps=cfg.epochs * cfg.steps_per_epoch, steps_per_call=cfg.steps_per_loop,
             first_nonfinite_step=self.train_step.first_nonfinite_step, watch=self.watch)
-        try:
-            step = controller.train(step)
-        finally:
-            self._progress = None
+        step = controller.train(step)
         summary = {"steps": step, "images_per_sec": meter.overall()}
         if epoch_end.last_evaluation:
             summary.update({f"validation_{k}": v for k, v in epoch_end.last_evaluation.items()})
@@ -133,10 +125,9 @@ class Trainer:
             out.append(hooks.DumpWindow(dumps=self.tensor_dumps, train_step=self.train_step,
                                         **window))
         if cfg.progress and chief:
-            self._progress = hooks.ProgressLine(
-                total_steps=cfg.epochs * cfg.steps_per_epoch, global_batch=cfg.batch_size,
-                train_log=train_log)
-            out.append(self._progress)
+            out.append(hooks.ProgressLine(total_steps=cfg.epochs * cfg.steps_per_epoch,
+                                          global_batch=cfg.batch_size, train_log=train_log,
+                                          console=self.console))
         return out, epoch_end
 
     def _worker_change_note(self, before):

@@ -17,7 +17,7 @@ from absl import app, flags, logging
 
 import engine
 import nets
-from engine import distributed
+from engine import distributed, run_format
 from launch import devices, train_flags
 from launch.errors import ONE_LINE_ERRORS, report
 from launch.train_flags import objects
@@ -47,7 +47,7 @@ def main(argv):
                 raise data.explain(e, splits=splits) from None
             log(f"done: {summary}")
             log(f"checkpoints: {os.path.join(FLAGS.model_dir, 'checkpoints')}\n"
-                f"metrics:     {os.path.join(FLAGS.model_dir, 'metrics.jsonl')}\n"
+                f"metrics:     {os.path.join(FLAGS.model_dir, run_format.METRICS_FILE)}\n"
                 f"tensorboard: tensorboard --logdir {FLAGS.model_dir}")
             return 0
         except engine.StopRequested as stop:

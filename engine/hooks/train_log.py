@@ -1,6 +1,5 @@
 """The training log (metrics.jsonl records, console lines, TensorBoard scalars) and the live
 progress line."""
-import sys
 import time
 
 from engine import observe, run_format
@@ -45,15 +44,13 @@ class TrainLog(Hook):
 
 
 class ProgressLine(Hook):
-    """One line rewritten in place after every call (host-side time only, no device read): step,
-    the last logged loss, images/s of this process's steps, ETA. `clear()` blanks it so that a
-    log line prints on a clean line."""
+    """Step, the last logged loss, images/s of this process's steps and ETA, on the console's
+    status line after every call (host-side time only, no device read)."""
 
-    def __init__(self, *, total_steps, global_batch, train_log, out=sys.stdout):
-        self.total, self.global_batch, self.train_log, self.out = (total_steps, global_batch,
-                                                                   train_log, out)
+    def __init__(self, *, total_steps, global_batch, train_log, console):
+        self.total, self.global_batch = total_steps, global_batch
+        self.train_log, self.console = train_log, console
         self.start_step, self.start = 0, time.perf_counter()
-        self.showing = False
 
     def begin(self, step):
         self.start_step, self.start = step, time.perf_counter()
@@ -64,18 +61,8 @@ class ProgressLine(Hook):
         eta = (self.total - step) / rate if rate > 0 else 0.0
         loss = self.train_log.last_loss
         loss = "" if loss is None else f"loss {loss:.4f} | "
-        self.out.write(f"\rstep {step}/{self.total} | {loss}{rate * self.global_batch:6.1f} "
-                       f"img/s | ETA {int(eta) // 60:d}:{int(eta) % 60:02d}   ")
-        self.out.flush()
-        self.showing = True
-
-    def clear(self):
-        if self.showing:
-            self.out.write("\r" + " " * 79 + "\r")
-            self.out.flush()
+        self.console.status(f"step {step}/{self.total} | {loss}{rate * self.global_batch:6.1f} "
+                            f"img/s | ETA {int(eta) // 60:d}:{int(eta) % 60:02d}   ")
 
     def end(self, step):
-        if self.showing:
-            self.out.write("\n")
-            self.out.flush()
-            self.showing = False
+        self.console.end_status()

@@ -71,7 +71,7 @@ class ProfileWindow(_Window):
         if not self.capture:
             return
         if step == self.window[0]:
-            tf.profiler.experimental.start(f"{self.model_dir}/train")
+            tf.profiler.experimental.start(run_format.profiler_logdir(self.model_dir))
             self.runner.marking = True
             self._timed_from = (step, time.perf_counter())
             self.log(f"profiler: capturing steps {self.window[0] + 1}-{self.window[1]}, one "
@@ -87,7 +87,7 @@ class ProfileWindow(_Window):
         tf.profiler.experimental.stop()
         self.runner.marking = False
         self.record_rate(step)
-        self.log(f"profiler: trace written under {self.model_dir}/train/plugins/profile")
+        self.log(f"profiler: trace written under {run_format.capture_root(self.model_dir)}")
 
 
 class DumpWindow(_Window):

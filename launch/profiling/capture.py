@@ -4,6 +4,7 @@ import glob
 import json
 import os
 
+from engine import run_format
 from launch import startup
 from launch.errors import CommandError
 
@@ -14,7 +15,7 @@ class CaptureError(CommandError):
 
 def capture_dirs(model_dir):
     """The run's captures (model_dir/train/plugins/profile/<time>/), oldest first."""
-    root = os.path.join(model_dir, "train", "plugins", "profile")
+    root = run_format.capture_root(model_dir)
     return sorted(d for d in glob.glob(os.path.join(root, "*"))
                   if glob.glob(os.path.join(d, "*.xplane.pb")))
 

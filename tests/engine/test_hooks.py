@@ -254,6 +254,22 @@ def test_epoch_end_counts_the_epoch_checkpoints_and_evaluates_exactly(tmp_path):
             "epoch/.ATTRIBUTES/VARIABLE_VALUE") == epoch
 
 
+def test_progress_line_is_blanked_before_a_log_line_and_ended_with_training(tmp_path):
+    """With the progress line on, the chief's console shows the status after every call, blanks
+    it before each log line, and ends it on a line of its own."""
+    import io
+    out = io.StringIO()
+    trainer = make_trainer(tmp_path, epochs=1, steps_per_epoch=4, progress=True)
+    trainer.console.out = out
+    trainer.console.print_fn = lambda *a, **k: out.write(" ".join(map(str, a)) + "\n")
+    trainer.train()
+    text = out.getvalue()
+    assert text.count("\rstep ") == 4  # one status per call
+    blank = "\r" + " " * 79 + "\r"
+    assert blank + "checkpoint: " in text  # the epoch's checkpoint line, on a clean line
+    assert "step 4/4" in text and text.endswith("\n")
+
+
 class Calls(Hook):
     """Records the step count of each call (what the controller dispatched)."""
 

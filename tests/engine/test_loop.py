@@ -251,9 +251,11 @@ def test_progress_rate_and_eta_count_this_process_steps_after_a_resume():
     import time
 
     from engine.hooks import ProgressLine
+    from engine.observe import Console
     out = io.StringIO()
     progress = ProgressLine(total_steps=100, global_batch=BATCH,
-                            train_log=type("Log", (), {"last_loss": None})(), out=out)
+                            train_log=type("Log", (), {"last_loss": None})(),
+                            console=Console(out=out))
     progress.begin(50)
     progress.start = time.perf_counter() - 2.0
     progress.after_steps(60)
