@@ -2,9 +2,12 @@
 reading the JSON line it prints."""
 import json
 import os
+import re
 import subprocess
 import sys
 
+# A JSON object on a line of its own, or behind horovodrun's "[rank]<stdout>:" prefix.
+_JSON_LINE = re.compile(r"^(?:\[\d+\]<stdout>:)?(\{.*\})\s*$")
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -23,4 +26,7 @@ def last_json(command, name):
     out = subprocess.run(command, capture_output=True, text=True, env=environment(), cwd=REPO)
     if out.returncode != 0:
         raise RuntimeError(f"{name} failed:\n{out.stderr[-2000:]}")
-    return json.loads([line for line in out.stdout.splitlines() if line.startswith("{")][-1])
+    found = [m.group(1) for m in map(_JSON_LINE.match, out.stdout.splitlines()) if m]
+    if not found:
+        raise RuntimeError(f"{name} printed no JSON line:\n{out.stdout[-2000:]}")
+    return json.loads(found[-1])

@@ -54,3 +54,13 @@ def test_loop_overhead_reports_trainer_and_bare_loop_for_each_row():
         assert result["trainer_steps_per_sec"] > 0 and result["bare_loop_steps_per_sec"] > 0
         assert result["ratio_median"] == pytest.approx(
             result["trainer_steps_per_sec"] / result["bare_loop_steps_per_sec"], rel=0.05)
+
+
+def test_a_workers_json_line_is_found_behind_horovodruns_prefix():
+    """horovodrun prints a rank's stdout as "[0]<stdout>:...": the horovodrun -np 2 row of
+    loop_overhead reads its JSON from such a line (it found none before)."""
+    from launch.benchmarks import processes
+    script = "print('starting'); print('[0]<stdout>:{\"trainer\": [1.5]}')"
+    assert processes.last_json([sys.executable, "-c", script], "probe") == {"trainer": [1.5]}
+    with pytest.raises(RuntimeError, match="printed no JSON line"):
+        processes.last_json([sys.executable, "-c", "print('nothing')"], "probe")
