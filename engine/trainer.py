@@ -77,8 +77,7 @@ class Trainer:
         cfg = self.config
         step, _, writers = self.state.start(
             allow_fresh_start=cfg.allow_fresh_start,
-            resume_from=cfg.resume_from_checkpoint_path, resume_from_epoch=(
-                cfg.resume_from_epoch if cfg.resume_from_checkpoint_path else None))
+            resume_from=cfg.resume_from_checkpoint_path, resume_from_epoch=cfg.resume_from_epoch)
         if writers is not None and writers != self.backend.size:
             self.log(self._worker_change_note(writers))
         self.recorder.truncate_after(step)

@@ -113,8 +113,3 @@ def eval_image(encoded, size, style="vendor"):
     image = image[top:top + size, left:left + size]
     image = tf.ensure_shape(image, [size, size, 3])
     return _normalize_float(image, style)
-
-
-def check_style(style):
-    if style not in STYLES:
-        raise ValueError(f"unknown preprocessing {style!r}; expected one of {', '.join(STYLES)}")

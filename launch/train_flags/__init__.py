@@ -20,7 +20,6 @@ from launch.train_flags import input as input_flags
 
 FLAGS = flags.FLAGS
 CONCERNS = (recipe, input_flags, augmentation, model, optimization, loop)
-COMPUTE_DTYPES = objects.COMPUTE_DTYPES
 
 
 def define(fv: flags.FlagValues, *, validate: bool = True):
