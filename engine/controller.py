@@ -8,7 +8,7 @@ Steps are counted as done: "at step 10" means after the tenth update. The host r
 from the device between boundaries; at a boundary where a hook is due it first checks that
 every step since the last one was finite, then runs the due hooks in their order.
 """
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence, Union
 
 from engine.errors import NonFiniteLoss
 
@@ -56,10 +56,12 @@ class Hook:
 
 class Controller:
     """Runs `run_steps(step, count)` from a start step to `total_steps`, stopping at the hooks'
-    boundaries; `first_nonfinite_step()` reads the step's non-finite record (-1: none)."""
+    boundaries and running at most `steps_per_call` steps per call (a number, or a function that
+    gives the current one: engine/hooks/pace.py); `first_nonfinite_step()` reads the step's
+    non-finite record (-1: none)."""
 
     def __init__(self, *, run_steps: Callable[[int, int], None], hooks: Sequence[Hook],
-                 total_steps: int, steps_per_call: int,
+                 total_steps: int, steps_per_call: Union[int, Callable[[], int]],
                  first_nonfinite_step: Callable[[], int],
                  watch: Callable[..., None] = lambda *a, **k: None):
         self.run_steps, self.hooks = run_steps, list(hooks)
@@ -95,7 +97,8 @@ class Controller:
         limit = self.total_steps
         if any(hook.single_steps(step) for hook in self.hooks):
             return step + 1
-        boundary = min(limit, step + self.steps_per_call)
+        per_call = self.steps_per_call
+        boundary = min(limit, step + (per_call() if callable(per_call) else per_call))
         for hook in self.hooks:
             wanted = hook.next_boundary(step)
             if wanted is not None and step < wanted < boundary:

@@ -7,6 +7,8 @@ Rank 0 writes checkpoints, metrics.jsonl and TensorBoard events; every rank comp
 import dataclasses
 from typing import Optional, Sequence, Tuple
 
+import tensorflow as tf
+
 from engine import hooks, observe, run_format
 from engine.controller import Controller, Hook
 from engine.evaluation import Evaluator
@@ -28,7 +30,8 @@ class TrainConfig:
     save_summary_steps: Optional[int] = None  # TensorBoard scalars every N steps (None: off)
     checkpoint_steps: Optional[int] = None   # also checkpoint every N steps (epoch ends always)
     keep_checkpoints: int = 5
-    steps_per_loop: int = 1
+    steps_per_loop: Optional[int] = None     # steps per call; None: fitted (hooks.Pace)
+    stop_within: float = 20.0                # seconds from a stop request to its checkpoint
     profile_steps: Optional[Tuple[int, int]] = None
     resume_from_checkpoint_path: Optional[str] = None  # used when model_dir holds none
     resume_from_epoch: Optional[int] = None  # its epoch, when the checkpoint does not say
@@ -88,10 +91,10 @@ class Trainer:
         meter = observe.Throughput(cfg.batch_size)
         runner = StepRunner(train_step=self.train_step, iterator=iterator, meter=meter,
                             watch=self.watch)
-        loop_hooks, epoch_end = self._hooks(runner, meter)
+        loop_hooks, epoch_end, pace = self._hooks(runner, meter)
         controller = Controller(
             run_steps=runner, hooks=loop_hooks + self.extra_hooks,
-            total_steps=cfg.epochs * cfg.steps_per_epoch, steps_per_call=cfg.steps_per_loop,
+            total_steps=cfg.epochs * cfg.steps_per_epoch, steps_per_call=pace.steps_per_call,
             first_nonfinite_step=self.train_step.first_nonfinite_step, watch=self.watch)
         step = controller.train(step)
         summary = {"steps": step, "images_per_sec": meter.overall()}
@@ -100,8 +103,11 @@ class Trainer:
         return summary
 
     def _hooks(self, runner, meter):
-        """The built-in hooks, in the order they run at a boundary; and the EpochEnd among them."""
+        """The built-in hooks, in the order they run at a boundary; the EpochEnd and the Pace
+        among them."""
         cfg, chief = self.config, self.backend.is_chief
+        pace = hooks.Pace(agree=self._agreed_seconds, stop_within=cfg.stop_within,
+                          steps_per_call=cfg.steps_per_loop, log=self.log)
         train_log = hooks.TrainLog(
             train_step=self.train_step, backend=self.backend, recorder=self.recorder,
             meter=meter, log=self.log, log_steps=cfg.log_steps,
@@ -110,7 +116,7 @@ class Trainer:
         epoch_end = hooks.EpochEnd(steps_per_epoch=cfg.steps_per_epoch, epoch=self.state.epoch,
                                    evaluator=self.evaluator, save=self.save,
                                    evaluate=cfg.validation_steps != 0)
-        out = [train_log,
+        out = [pace, train_log,
                hooks.PeriodicCheckpoint(every=cfg.checkpoint_steps,
                                         steps_per_epoch=cfg.steps_per_epoch, save=self.save),
                hooks.StopOnSignal(any_worker=self.backend.any, save=self.save),
@@ -127,7 +133,11 @@ class Trainer:
             out.append(hooks.ProgressLine(total_steps=cfg.epochs * cfg.steps_per_epoch,
                                           global_batch=cfg.batch_size, train_log=train_log,
                                           console=self.console))
-        return out, epoch_end
+        return out, epoch_end, pace
+
+    def _agreed_seconds(self, seconds):
+        """The workers' average of a time each measured, the same on every worker."""
+        return float(observe.to_host(self.backend.average([tf.constant(seconds)]))[0])
 
     def _worker_change_note(self, before):
         """What resuming on another worker count changes (one line)."""

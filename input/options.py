@@ -23,6 +23,9 @@ def _problem(name, value):
         return f"must be a positive integer, not {value}"
     if name == "random_erasing" and not 0 <= value <= 1:
         return f"must be in [0, 1], not {value}"
+    if name == "private_threads" and not (value is None or (isinstance(value, int)
+                                                            and value > 0)):
+        return f"must be a positive integer or None, not {value!r}"
     if name == "randaugment" and not (value is None or isinstance(value, augment.RandAugment)):
         return f"must be an input.augment.RandAugment or None, not {value!r}"
     return None
@@ -35,7 +38,9 @@ class InputOptions:
     reproducible order (the stream is then a function of seed and example number).
     shuffle_buffer: examples in the training shuffle buffer. skip_corrupt: leave bad examples
     out (found by one scan) instead of failing. randaugment, random_erasing: per-example
-    training augmentations (preprocessing.train_image)."""
+    training augmentations (preprocessing.train_image). private_threads: threads of a pool of
+    this input's own (tf.data's private thread pool; None: the process-wide pool, sized to every
+    core), so that workers sharing a host do not each take all of its cores."""
     image_size: int = 224
     preprocessing: str = "vendor"
     num_parallel_calls: int = AUTOTUNE
@@ -44,6 +49,7 @@ class InputOptions:
     skip_corrupt: bool = False
     randaugment: Optional[augment.RandAugment] = None
     random_erasing: float = 0.0
+    private_threads: Optional[int] = None
 
     def __post_init__(self):
         for field in dataclasses.fields(self):

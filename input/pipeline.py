@@ -80,9 +80,11 @@ def _without(elements, skip_examples):
     return elements.filter(keep)
 
 
-def _options(deterministic):
+def _options(deterministic, private_threads):
     options = tf.data.Options()
     options.deterministic = deterministic
+    if private_threads:
+        options.threading.private_threadpool_size = private_threads
     return options
 
 
@@ -130,7 +132,7 @@ def train_dataset(source, *, batch_size: int, shard_index: int = 0, num_shards: 
     stream = stream.map(decode, num_parallel_calls=options.num_parallel_calls,
                         deterministic=deterministic)
     stream = stream.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE)
-    return stream.with_options(_options(deterministic))
+    return stream.with_options(_options(deterministic, options.private_threads))
 
 
 def eval_batches(counts, batch_size, num_shards):
@@ -164,7 +166,7 @@ def eval_dataset(source, *, batch_size: int, shard_index: int = 0, num_shards: i
         (tf.zeros([image_size, image_size, 3], tf.float32), tf.constant(0, tf.int32),
          tf.constant(0.0))).repeat(total_batches * batch_size - mine)
     batches = real.concatenate(padding).batch(batch_size, drop_remainder=True)
-    return batches.prefetch(AUTOTUNE).with_options(_options(True))
+    return batches.prefetch(AUTOTUNE).with_options(_options(True, options.private_threads))
 
 
 def find_bad_examples(source, limit=None):

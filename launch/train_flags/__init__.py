@@ -1,7 +1,7 @@
 """Flags of `python -m launch.train`: the vendor recipe's, by name, type and default, then ours,
-one module per concern (recipe, input, augmentation, model, optimization, loop), which is how
---helpfull groups them. Validators end a bad command line with one line naming the flag, exit
-code 1, before any TensorFlow graph is built.
+one module per concern (recipe, input, augmentation, model, optimization, loop, machine), which
+is how --helpfull groups them. Validators end a bad command line with one line naming the flag,
+exit code 1, before any TensorFlow graph is built.
 
 Its module `objects` is the one mapping from flags to objects (input, net, step, loop
 configuration). Importing it defines nothing; `define(flags.FLAGS)` does (launch.train).
@@ -15,11 +15,11 @@ from absl import flags
 from engine import distributed
 from input import augment
 from input.options import InputOptions
-from launch.train_flags import augmentation, loop, model, objects, optimization, recipe
+from launch.train_flags import augmentation, loop, machine, model, objects, optimization, recipe
 from launch.train_flags import input as input_flags
 
 FLAGS = flags.FLAGS
-CONCERNS = (recipe, input_flags, augmentation, model, optimization, loop)
+CONCERNS = (recipe, input_flags, augmentation, model, optimization, loop, machine)
 
 
 def define(fv: flags.FlagValues, *, validate: bool = True):
@@ -60,11 +60,14 @@ def _register_validators(fv):
     def check(name, predicate, message):
         flags.register_validator(name, predicate, message=message, flag_values=fv)
 
-    for name in ("batch_size", "epochs", "log_steps", "keep_checkpoints", "steps_per_loop",
-                 "grad_accum_steps", "stall_timeout_long"):
+    for name in ("batch_size", "epochs", "log_steps", "keep_checkpoints", "grad_accum_steps",
+                 "stall_timeout_long", "stop_within"):
         positive(name)
-    for name in ("steps_per_epoch", "checkpoint_steps", "save_summary_steps", "num_classes"):
+    for name in ("steps_per_epoch", "checkpoint_steps", "save_summary_steps", "num_classes",
+                 "intra_op_threads", "inter_op_threads", "dataset_private_threads"):
         positive_or_none(name)
+    check("steps_per_loop", lambda v: objects.steps_per_loop(v) is not None,
+          "--steps_per_loop must be auto or a positive integer")
     check("validation_steps", lambda v: v is None or v >= 0,
           "--validation_steps must be 0 (off) or positive")
     check("warmup_epochs", lambda v: v >= 0, "--warmup_epochs must not be negative")

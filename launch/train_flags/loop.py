@@ -1,8 +1,12 @@
-"""Flags of the loop: logging, checkpoints, steps per call, XLA, profiling, tensor dumps,
-progress."""
+"""Flags of the loop: logging, checkpoints, steps per call, stop latency, XLA, profiling, tensor
+dumps, progress."""
 from absl import flags
 
 from engine import tensor_dumps
+
+# --steps_per_loop=auto's most steps per call: the watchdog's and the progress line's
+# granularity (both see a call as one event).
+AUTO_STEPS_PER_LOOP_CAP = 100
 
 
 def define(fv: flags.FlagValues):
@@ -13,8 +17,15 @@ def define(fv: flags.FlagValues):
     flags.DEFINE_integer("keep_checkpoints", 5, "Checkpoints kept.", flag_values=fv)
     flags.DEFINE_boolean("allow_fresh_start", False, "Start from scratch when model_dir holds "
                          "checkpoints but none loads.", flag_values=fv)
-    flags.DEFINE_integer("steps_per_loop", 1, "Steps inside one tf.function call.",
-                         flag_values=fv)
+    flags.DEFINE_string("steps_per_loop", "auto", "Steps inside one tf.function call: a "
+                        "positive integer, or auto: the steps up to the next event boundary (a "
+                        "log, checkpoint, stop check, epoch end), at most "
+                        f"{AUTO_STEPS_PER_LOOP_CAP}, so that Python's cost per call is paid once "
+                        "per interval.", flag_values=fv)
+    flags.DEFINE_integer("stop_within", 20, "Seconds within which a stop request (SIGTERM, "
+                         "SIGINT) ends the run with a checkpoint, plus one step and the "
+                         "checkpoint's write: workers agree on a stop check every so many "
+                         "steps, from the step time measured at the start.", flag_values=fv)
     flags.DEFINE_boolean("jit_compile", False, "XLA-compile the train step (slower on CPU).",
                          flag_values=fv)
     flags.DEFINE_string("profile_steps", None, "START,END: capture steps START+1..END with the "

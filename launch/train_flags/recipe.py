@@ -12,8 +12,10 @@ def define(fv: flags.FlagValues):
                         flag_values=fv)
     flags.DEFINE_string("model_dir", "./", "Directory for checkpoints, logs, flags.txt, "
                         "metrics.", flag_values=fv)
-    flags.DEFINE_enum("dtype", "bf16", ["fp32", "bf16"], "Training precision (compute dtype; "
-                      "variables, BN statistics, loss and gradients stay fp32).", flag_values=fv)
+    flags.DEFINE_enum("dtype", "bf16", ["fp32", "bf16", "auto"], "Training precision (compute "
+                      "dtype; variables, BN statistics, loss and gradients stay fp32). auto: bf16 "
+                      "where the device computes it natively, fp32 elsewhere (flags.txt records "
+                      "the pick); bf16 where it is emulated warns at start.", flag_values=fv)
     flags.DEFINE_float("dropout_rate", 0.0, "Dropout rate after each conv in blocks and "
                        "transitions.", flag_values=fv)
     flags.DEFINE_enum("optimizer", "sgd", list(optimizers.NAMES),

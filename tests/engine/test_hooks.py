@@ -215,13 +215,13 @@ def test_stop_hook_restores_the_signal_handlers_whether_training_ends_or_stops(t
         make_trainer(tmp_path / "a", epochs=1).train()
         assert signal.getsignal(signal.SIGTERM) is mine and signal.getsignal(signal.SIGINT) is mine
 
-        class Kill(Hook):
-            def after_steps(self, step):
-                if step == 2:
+        class Kill(Hook):  # the signal comes while steps 6-8 run in one call
+            def before_steps(self, step):
+                if step == 5:
                     os.kill(os.getpid(), signal.SIGINT)
         with pytest.raises(StopRequested) as stopped:
-            make_trainer(tmp_path / "b", log_steps=3, hooks=[Kill()]).train()
-        assert stopped.value.args[0] == 3  # the next boundary
+            make_trainer(tmp_path / "b", log_steps=4, hooks=[Kill()]).train()
+        assert stopped.value.args[0] == 8  # the next boundary (a log)
         assert signal.getsignal(signal.SIGTERM) is mine and signal.getsignal(signal.SIGINT) is mine
     finally:
         for sig, handler in zip((signal.SIGTERM, signal.SIGINT), previous):
@@ -282,12 +282,13 @@ class Calls(Hook):
 
 def test_profile_window_captures_its_steps_one_per_call_and_records_its_rate(tmp_path):
     calls = Calls()
-    trainer = make_trainer(tmp_path, epochs=1, steps_per_epoch=10, steps_per_loop=10,
-                           log_steps=10, profile_steps=(4, 7), hooks=[calls])
+    trainer = make_trainer(tmp_path, epochs=1, steps_per_epoch=12, steps_per_loop=12,
+                           log_steps=12, profile_steps=(6, 9), hooks=[calls])
     trainer.train()
-    assert calls.starts == [0, 3, 4, 5, 6, 7]  # step 4 (the one before) too
+    # Steps 1-4 one per call (the Pace's timing), 5 alone, 6 (the one before the window) too.
+    assert calls.starts == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
     window = records(tmp_path, "profile")
-    assert [(r["first_step"], r["step"]) for r in window] == [(5, 7)]
+    assert [(r["first_step"], r["step"]) for r in window] == [(7, 9)]
     assert window[0]["images_per_sec"] > 0
     captured = [f for _, _, files in os.walk(tmp_path / "train" / "plugins" / "profile")
                 for f in files if f.endswith(".xplane.pb")]

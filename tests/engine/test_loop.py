@@ -127,7 +127,7 @@ def test_events_fall_where_cadence_says(tmp_path):
     """5 steps an epoch, 2 epochs: logs every 2 and at epoch ends, checkpoints every 3 and at
     epoch ends, summaries every 4 (logged too), evaluation at epoch ends."""
     trainer = make_trainer(tmp_path, log_steps=2, checkpoint_steps=3, save_summary_steps=4,
-                           keep_checkpoints=10, validation_steps=None)
+                           keep_checkpoints=10, validation_steps=None, steps_per_loop=1)
     summary = trainer.train()
     assert summary["steps"] == 10
     assert [r["step"] for r in records(tmp_path, "train")] == [2, 4, 5, 6, 8, 10]
@@ -138,12 +138,13 @@ def test_events_fall_where_cadence_says(tmp_path):
 
 
 def test_steps_per_loop_chunks_stop_at_every_event(tmp_path):
-    """steps_per_loop=4, logs every 3, 5-step epochs: a chunk ends at the first of a log step,
-    the epoch's end, or 4 steps: 0-3 (log), 3-5 (epoch end), 5-6 (log), 6-9 (log), 9-10."""
+    """steps_per_loop=4, logs every 3, 5-step epochs: after the first 4 steps, one per call
+    (hooks.Pace times them), a chunk ends at the first of a log step, the epoch's end, or 4
+    steps: 4-5 (epoch end), 5-6 (log), 6-9 (log), 9-10."""
     trainer = make_trainer(tmp_path, log_steps=3, steps_per_loop=4)
     trainer.train()
     ends = np.cumsum(trainer.train_step.calls).tolist()
-    assert ends == [3, 5, 6, 9, 10]
+    assert ends == [1, 2, 3, 4, 5, 6, 9, 10]
     assert [r["step"] for r in records(tmp_path, "train")] == [3, 5, 6, 9, 10]
 
 
@@ -161,23 +162,23 @@ def test_resume_in_a_new_trainer_continues_exactly(tmp_path):
 
 
 def test_stop_request_is_honoured_at_the_next_boundary(tmp_path):
-    """SIGTERM after step 3 with logs every 2: the workers agree at the boundary, step 4, and
-    checkpoint there."""
+    """SIGTERM after step 6 with logs every 4, one step per call: the workers agree at the
+    next boundary, step 8, and checkpoint there (5 is the epoch's end)."""
     previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
 
-    def stop_after_three(done):
-        if done == 3:
+    def stop_after_six(done):
+        if done == 6:
             os.kill(os.getpid(), signal.SIGTERM)
     try:
-        trainer = make_trainer(tmp_path, on_call=stop_after_three, validation_steps=0,
-                               log_steps=2)
+        trainer = make_trainer(tmp_path, on_call=stop_after_six, validation_steps=0,
+                               log_steps=4, steps_per_loop=1)
         with pytest.raises(StopRequested) as stopped:
             trainer.train()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    assert stopped.value.args[0] == 4
-    assert checkpoint_steps(tmp_path) == [4]
+    assert stopped.value.args[0] == 8
+    assert checkpoint_steps(tmp_path) == [5, 8]
 
 
 def test_nonfinite_step_is_named_at_the_boundary_and_nothing_after_it_applied(tmp_path):
@@ -198,17 +199,20 @@ def test_nonfinite_step_is_named_at_the_boundary_and_nothing_after_it_applied(tm
 
 
 def test_device_is_read_only_at_event_boundaries(tmp_path, monkeypatch):
-    """100 steps, logs every 50, one epoch. Between two steps that are not at a boundary the
-    host reads nothing back from the device (the old loop read the finite flag after every
-    step); at the boundary, at most 2 reads through the loop's read point (the finite flag, the
-    metric sums); the workers' stop agreement runs at the 2 boundaries only."""
+    """100 steps, logs every 50, one epoch, one step per call. Between two steps that are not
+    at a boundary the host reads nothing back from the device (the old loop read the finite
+    flag after every step); at a boundary, at most 2 reads through the loop's read point (the
+    finite flag, the metric sums). The boundaries: steps 1-4, which hooks.Pace times (one read
+    more: the agreed step time), and the 2 logs; the stop agreement runs at those 6 only (the
+    stop cadence of this step, milliseconds long, is far beyond 100 steps)."""
     from engine import observe
     reads, agreements, conversions, after_step = [], [], [], []
     real_to_host = observe.to_host
     monkeypatch.setattr(observe, "to_host", lambda values: reads.append(len(values)) or
                         real_to_host(values))
     trainer = make_trainer(tmp_path, validation_steps=0, epochs=1, steps_per_epoch=100,
-                           log_steps=50, on_call=lambda done: after_step.append(len(conversions)))
+                           log_steps=50, steps_per_loop=1,
+                           on_call=lambda done: after_step.append(len(conversions)))
     real_any = trainer.backend.any
     trainer.backend.any = lambda flag: agreements.append(flag) or real_any(flag)
     # Independently of our read point: every eager tensor's conversion to a host value (numpy(),
@@ -220,9 +224,9 @@ def test_device_is_read_only_at_event_boundaries(tmp_path, monkeypatch):
     trainer.train()
     assert len(after_step) == 100
     between = {k + 1: after_step[k + 1] - after_step[k] for k in range(99)}
-    assert {step for step, count in between.items() if count} == {50}, between
-    assert len(reads) <= 2 * 2 + 1, reads
-    assert len(agreements) == 2
+    assert {step for step, count in between.items() if count} == {1, 2, 3, 4, 50}, between
+    assert len(reads) <= 2 * 2 + 1 + 4 + 1, reads
+    assert len(agreements) == 6
     assert [r["step"] for r in records(tmp_path, "train")] == [50, 100]
 
 
