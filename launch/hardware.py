@@ -108,7 +108,7 @@ def bf16_support(*, hpu: bool = False) -> Bf16Support:
     if not any(flag in cpu_flags() for flag in CPU_BF16_FLAGS):
         return Bf16Support(False, device, "no AVX512_BF16 or AMX-BF16")
     if not onednn_enabled():
-        return Bf16Support(False, device, "oneDNN is off (TF_ENABLE_ONEDNN_OPTS=0)")
+        return Bf16Support(False, device, "oneDNN turned off (TF_ENABLE_ONEDNN_OPTS=0)")
     return Bf16Support(True, device, "")
 
 
@@ -169,10 +169,11 @@ class ThreadPools:
     dataset_private: Optional[int]
 
     def describe(self) -> str:
-        def shown(value):
-            return "TF's default" if value is None else str(value)
-        return (f"threads: {shown(self.intra_op)} intra-op, {shown(self.inter_op)} inter-op, "
-                f"{shown(self.dataset_private)} tf.data")
+        """e.g. "threads: 1 intra-op, 1 inter-op, 1 tf.data" ("" when TensorFlow sizes all)."""
+        sized = [f"{value} {name}" for name, value in (
+            ("intra-op", self.intra_op), ("inter-op", self.inter_op),
+            ("tf.data", self.dataset_private)) if value is not None]
+        return f"threads: {', '.join(sized)}" if sized else ""
 
 
 def thread_pools(*, intra_op: Optional[int], inter_op: Optional[int],

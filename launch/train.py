@@ -18,8 +18,8 @@ from absl import app, flags, logging
 import engine
 import nets
 from engine import distributed, run_format
-from launch import devices, train_flags
-from launch.errors import ONE_LINE_ERRORS, report
+from launch import devices, hardware, train_flags
+from launch.errors import ONE_LINE_ERRORS, CommandError, report
 from launch.train_flags import objects
 
 FLAGS = flags.FLAGS
@@ -59,7 +59,9 @@ def main(argv):
 
 
 def start_backend(fv):
-    """Horovod (or one process) on the device the flags ask for."""
+    """Horovod (or one process) on the device the flags ask for, its thread pools sized first
+    (TensorFlow fixes them when its first op runs)."""
+    hardware.apply_thread_pools(thread_pools(fv))
     devices.horovod_timeline(fv.horovod_timeline)
     devices.horovod_stall_defaults(fv.stall_timeout)
     if fv.run_on_hpu:
@@ -70,30 +72,64 @@ def start_backend(fv):
     return backend
 
 
-def shared_seed(fv, backend):
-    """--seed, or one drawn by rank 0 and shared (workers must agree on shard orders)."""
-    seed = fv.seed if fv.seed is not None else random.SystemRandom().randrange(1, 2**31)
-    shared = tf.Variable(seed, dtype=tf.int64)
+def thread_pools(fv):
+    return hardware.thread_pools(intra_op=fv.intra_op_threads, inter_op=fv.inter_op_threads,
+                                 dataset_private=fv.dataset_private_threads)
+
+
+def rank0_value(backend, value):
+    """Rank 0's integer `value`, on every worker."""
+    shared = tf.Variable(value, dtype=tf.int64)
     backend.broadcast_variables([shared])
     return int(shared.numpy())
 
 
+def shared_seed(fv, backend):
+    """--seed, or one drawn by rank 0 and shared (workers must agree on shard orders)."""
+    return rank0_value(backend, fv.seed if fv.seed is not None
+                       else random.SystemRandom().randrange(1, 2**31))
+
+
+def settle_dtype(fv, backend, log):
+    """--dtype as this run computes: auto is bf16 where rank 0's device computes bf16 natively,
+    else fp32 (one answer for every worker); bf16 where it is emulated warns in one line."""
+    support = hardware.bf16_support(hpu=fv.run_on_hpu)
+    if fv.dtype == "auto":
+        return "bf16" if rank0_value(backend, int(support.native)) else "fp32"
+    if fv.dtype == "bf16" and not support.native and backend.is_chief:
+        slowdown = hardware.bf16_slowdown()
+        log(f"warning: --dtype=bf16 on {support.device}, which has {support.missing}: "
+            f"TensorFlow emulates bf16 there (a convolution probe here ran {slowdown:.1f}x "
+            f"fp32's time); --dtype=fp32, or --dtype=auto to use bf16 only where native")
+    return fv.dtype
+
+
+def check_layout(fv):
+    problem = None if fv.data_format == "NHWC" else hardware.nchw_problem()
+    if problem:
+        raise CommandError(f"--data_format=NCHW: {problem}; NCHW is for GPUs, use "
+                           f"--data_format=NHWC here")
+
+
 def build(fv, *, backend, cleanup, log):
     """(Trainer, input module) of the flags; what must be released goes on `cleanup`."""
+    check_layout(fv)
     seed = shared_seed(fv, backend)
+    dtype = settle_dtype(fv, backend, log)
     if fv.deterministic:
         tf.config.experimental.enable_op_determinism()
     tf.random.set_seed(seed)
     if backend.is_chief:
         cleanup.callback(engine.ModelDirLock(fv.model_dir).release)
-    data = objects.input_module(fv)
+    pools = thread_pools(fv)
+    data = objects.input_module(fv, private_threads=pools.dataset_private)
     for split in ("train", "validation") if fv.skip_corrupt else ():
         bad = data.bad_examples(split)
         if bad:
             path, index, reason = bad[0]
             log(f"skipping {len(bad)} bad {split} example(s), first {path} record {index}: "
                 f"{reason}")
-    resolved = objects.resolve(fv, seed=seed, data=data)
+    resolved = objects.resolve(fv, seed=seed, data=data, dtype=dtype)
     if backend.is_chief:
         train_flags.write_flagfile(os.path.join(fv.model_dir, "flags.txt"), fv, resolved)
     net = objects.net(fv, resolved)
@@ -104,9 +140,10 @@ def build(fv, *, backend, cleanup, log):
     trainer = engine.Trainer(train_step=step, data=data, backend=backend,
                              config=objects.train_config(fv, resolved), watchdog=guard,
                              tensor_dumps=objects.tensor_dumps(fv, backend.rank), log=log)
-    log(f"{fv.model} ({nets.parameter_count(net):,} parameters), {fv.dtype}, {backend.name}, "
+    picked = f"{dtype} (--dtype=auto)" if fv.dtype == "auto" else dtype
+    log(f"{fv.model} ({nets.parameter_count(net):,} parameters), {picked}, {backend.name}, "
         f"global batch {fv.batch_size}, {resolved.steps_per_epoch} steps/epoch, {fv.epochs} "
-        f"epochs, seed {seed}")
+        f"epochs, seed {seed}" + (f"; {pools.describe()}" if pools.describe() else ""))
     return trainer, data
 
 

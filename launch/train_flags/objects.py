@@ -26,10 +26,13 @@ class Resolved:
     seed: int
     num_classes: int
     steps_per_epoch: int
+    dtype: str  # --dtype=auto resolved: fp32 or bf16
 
 
-def input_options(fv: flags.FlagValues) -> inputs.InputOptions:
-    return inputs.InputOptions(
+def input_options(fv: flags.FlagValues, *,
+                  private_threads: Optional[int] = None) -> inputs.InputOptions:
+    """The input's options; `private_threads`: its own tf.data pool (None: the shared one)."""
+    return inputs.InputOptions(private_threads=private_threads,
         image_size=fv.image_size, preprocessing=fv.preprocessing,
         num_parallel_calls=fv.dataset_num_parallel_calls, deterministic=fv.deterministic,
         shuffle_buffer=fv.shuffle_buffer, skip_corrupt=fv.skip_corrupt,
@@ -43,17 +46,18 @@ def batch_mixing(fv: flags.FlagValues) -> Optional[mixing.Mixing]:
     return mixes if mixes.enabled else None
 
 
-def input_module(fv: flags.FlagValues):
+def input_module(fv: flags.FlagValues, *, private_threads: Optional[int] = None):
     """The input module these flags describe."""
+    options = input_options(fv, private_threads=private_threads)
     if fv.input == "synthetic":
-        return inputs.build("synthetic", options=input_options(fv),
+        return inputs.build("synthetic", options=options,
                             num_classes=fv.num_classes or 1000, mixing=batch_mixing(fv))
-    return inputs.build(fv.input, options=input_options(fv), dataset_dir=fv.dataset_dir,
+    return inputs.build(fv.input, options=options, dataset_dir=fv.dataset_dir,
                         train_subset=fv.train_subset, val_subset=fv.val_subset,
                         num_classes=fv.num_classes, mixing=batch_mixing(fv))
 
 
-def resolve(fv: flags.FlagValues, *, seed: int, data) -> Resolved:
+def resolve(fv: flags.FlagValues, *, seed: int, data, dtype: str) -> Resolved:
     steps = fv.steps_per_epoch
     if steps is None:
         steps = data.num_examples("train") // fv.batch_size
@@ -61,15 +65,20 @@ def resolve(fv: flags.FlagValues, *, seed: int, data) -> Resolved:
             raise CommandError(f"--batch_size {fv.batch_size} is larger than the "
                                f"{data.num_examples('train')} training examples")
     return Resolved(seed=seed, num_classes=fv.num_classes or data.num_classes,
-                    steps_per_epoch=steps)
+                    steps_per_epoch=steps, dtype=dtype)
 
 
-def net_options(fv: flags.FlagValues, *, seed: int = 0, num_classes: int = None) -> dict:
-    """nets.build(fv.model, **net_options(fv)): the net that these flags describe."""
+def net_options(fv: flags.FlagValues, *, seed: int = 0, num_classes: int = None,
+                dtype: str = None) -> dict:
+    """nets.build(fv.model, **net_options(fv)): the net that these flags describe; `dtype`:
+    the resolved --dtype (needed when it is auto)."""
+    dtype = dtype or fv.dtype
+    if dtype not in COMPUTE_DTYPES:
+        raise CommandError(f"--dtype={dtype} must be resolved (fp32 or bf16) to build a net")
     options = dict(num_classes=num_classes or fv.num_classes, dropout_rate=fv.dropout_rate,
                    bn_epsilon=fv.bn_epsilon, bn_momentum=fv.bn_momentum,
                    kernel_initializer=fv.kernel_initializer,
-                   compute_dtype=COMPUTE_DTYPES[fv.dtype], data_format=fv.data_format,
+                   compute_dtype=COMPUTE_DTYPES[dtype], data_format=fv.data_format,
                    recompute=fv.recompute, seed=seed)
     if fv.model == "densenet":
         options.update(blocks=[int(b) for b in fv.blocks], growth_rate=fv.growth_rate,
@@ -80,7 +89,8 @@ def net_options(fv: flags.FlagValues, *, seed: int = 0, num_classes: int = None)
 def net(fv: flags.FlagValues, resolved: Resolved):
     """The net, initialized from --init_checkpoint when given."""
     model = nets.build(fv.model, **net_options(fv, seed=resolved.seed,
-                                               num_classes=resolved.num_classes))
+                                               num_classes=resolved.num_classes,
+                                               dtype=resolved.dtype))
     path = fv.init_checkpoint
     if path and path.endswith(".h5"):
         nets.load_keras_weights(model, path, skip_head=fv.init_skip_head)
@@ -116,7 +126,9 @@ def train_config(fv: flags.FlagValues, resolved: Resolved) -> engine.TrainConfig
         steps_per_epoch=resolved.steps_per_epoch, validation_steps=fv.validation_steps,
         seed=resolved.seed, log_steps=fv.log_steps, save_summary_steps=fv.save_summary_steps,
         checkpoint_steps=fv.checkpoint_steps, keep_checkpoints=fv.keep_checkpoints,
-        steps_per_loop=fv.steps_per_loop, profile_steps=profile_window(fv),
+        steps_per_loop=None if steps_per_loop(fv.steps_per_loop) == "auto"
+        else steps_per_loop(fv.steps_per_loop), stop_within=fv.stop_within,
+        profile_steps=profile_window(fv),
         resume_from_checkpoint_path=fv.resume_from_checkpoint_path,
         resume_from_epoch=fv.resume_from_epoch if fv.resume_from_checkpoint_path else None,
         allow_fresh_start=fv.allow_fresh_start,
@@ -147,6 +159,17 @@ def tensor_dumps(fv: flags.FlagValues, rank: int):
     window = parse_window(fv.dump_steps) if fv.dump_steps else (0, 2**62)
     return TensorDumps(root, window=window, mode=fv.dump_mode, buffer_size=fv.dump_buffer_size,
                        writes=rank == 0 or fv.dump_all_ranks)
+
+
+def steps_per_loop(text):
+    """--steps_per_loop as "auto" or a positive int; None when it is neither."""
+    if text == "auto":
+        return "auto"
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        return None
+    return value if value > 0 else None
 
 
 def parse_window(text):
