@@ -31,6 +31,28 @@ def read_flags(path: str) -> flags.FlagValues:
     return values
 
 
+MACHINE_FILE = "machine.json"
+
+
+def write_machine(model_dir: str, facts: dict) -> None:
+    """What the run's device offered (launch.train writes it at start, rank 0): read back by
+    launch.profile, whose advice must fit the device that ran, not the one reading."""
+    with open(os.path.join(model_dir, MACHINE_FILE), "w") as f:
+        json.dump(facts, f, indent=1)
+
+
+def read_machine(model_dir: str):
+    """The run's machine.json as a dict, or None (a run of an older engine)."""
+    path = os.path.join(model_dir, MACHINE_FILE)
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
 def load(model_dir, checkpoint=None, *, ema=False):
     """(net restored from `checkpoint` or the run's latest, run flags, class names or None,
     checkpoint path). With `ema`, the net holds the run's weight average instead."""

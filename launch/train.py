@@ -8,6 +8,7 @@ import launch.quiet_start  # noqa: F401 - first: TensorFlow starts without its n
 
 # isort: split
 import contextlib
+import dataclasses
 import os
 import random
 import sys
@@ -18,7 +19,7 @@ from absl import app, flags, logging
 import engine
 import nets
 from engine import distributed, run_format
-from launch import devices, hardware, train_flags
+from launch import devices, hardware, run_dir, train_flags
 from launch.errors import ONE_LINE_ERRORS, CommandError, report
 from launch.train_flags import objects
 
@@ -90,10 +91,9 @@ def shared_seed(fv, backend):
                        else random.SystemRandom().randrange(1, 2**31))
 
 
-def settle_dtype(fv, backend, log):
+def settle_dtype(fv, backend, log, support):
     """--dtype as this run computes: auto is bf16 where rank 0's device computes bf16 natively,
     else fp32 (one answer for every worker); bf16 where it is emulated warns in one line."""
-    support = hardware.bf16_support(hpu=fv.run_on_hpu)
     if fv.dtype == "auto":
         return "bf16" if rank0_value(backend, int(support.native)) else "fp32"
     if fv.dtype == "bf16" and not support.native and backend.is_chief:
@@ -115,7 +115,8 @@ def build(fv, *, backend, cleanup, log):
     """(Trainer, input module) of the flags; what must be released goes on `cleanup`."""
     check_layout(fv)
     seed = shared_seed(fv, backend)
-    dtype = settle_dtype(fv, backend, log)
+    support = hardware.bf16_support(hpu=fv.run_on_hpu)
+    dtype = settle_dtype(fv, backend, log, support)
     if fv.deterministic:
         tf.config.experimental.enable_op_determinism()
     tf.random.set_seed(seed)
@@ -132,6 +133,10 @@ def build(fv, *, backend, cleanup, log):
     resolved = objects.resolve(fv, seed=seed, data=data, dtype=dtype)
     if backend.is_chief:
         train_flags.write_flagfile(os.path.join(fv.model_dir, "flags.txt"), fv, resolved)
+        run_dir.write_machine(fv.model_dir, {
+            "device": support.device, "bf16_native": support.native,
+            "bf16_missing": support.missing, "onednn": hardware.onednn_enabled(), "dtype": dtype,
+            "threads": dataclasses.asdict(pools)})
     net = objects.net(fv, resolved)
     step = objects.train_step(fv, model=net, backend=backend, resolved=resolved)
     guard = objects.stall_watchdog(fv, backend.rank)

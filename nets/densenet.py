@@ -64,6 +64,10 @@ class DenseLayer(tf.Module):
 
     def __call__(self, features, training, dropout_seeds):
         """(k new channels, the batch statistics of bn0 and bn1 in training, else ())."""
+        with self.name_scope:  # its concat, ReLUs and dropout are named by it (profiles)
+            return self._layer(features, training, dropout_seeds)
+
+    def _layer(self, features, training, dropout_seeds):
         if training and self.opts["recompute"]:
             # The backward pass runs the bottleneck again; only the first (forward) call's
             # batch statistics are returned, so moving averages move once per step.
@@ -101,6 +105,10 @@ class Transition(tf.Module):
         self.opts = opts
 
     def __call__(self, x, training, dropout_seed):
+        with self.name_scope:
+            return self._transition(x, training, dropout_seed)
+
+    def _transition(self, x, training, dropout_seed):
         x, statistics = self.bn(x, training)
         x = self.conv(tf.nn.relu(x))
         x = layers.dropout(x, self.opts["dropout_rate"] if training else 0.0, dropout_seed)

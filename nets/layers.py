@@ -41,6 +41,12 @@ class Layer(tf.Module):
     def variable_scope(self):
         return tf.name_scope(self.layer_name + "/")  # absolute: no model prefix, as Keras
 
+    def op_scope(self):
+        """The name scope of the layer's ops (`conv5_block16_1_conv/Conv2D`, and in the
+        gradient `gradient_tape/conv5_block16_1_conv/...`): a profile's op table then names the
+        layer that ran each op (launch.profile groups by it)."""
+        return tf.name_scope(self.name)
+
     def trainable_variables_in_keras_order(self):
         return [v for v in self.variables_in_keras_order() if v.trainable]
 
@@ -67,8 +73,9 @@ class Conv2D(Layer):
                 name="kernel")
 
     def __call__(self, x):
-        return tf.nn.conv2d(x, tf.cast(self.kernel, x.dtype), self.stride, self.padding,
-                            data_format=self.data_format)
+        with self.op_scope():
+            return tf.nn.conv2d(x, tf.cast(self.kernel, x.dtype), self.stride, self.padding,
+                                data_format=self.data_format)
 
 
 class BatchNorm(Layer):
@@ -99,6 +106,10 @@ class BatchNorm(Layer):
 
     def __call__(self, x, training):
         """(normalized x, statistics): in training the batch (mean, variance), else ()."""
+        with self.op_scope():
+            return self._normalize(x, training)
+
+    def _normalize(self, x, training):
         if not training:
             y = tf.raw_ops.FusedBatchNormV3(
                 x=x, scale=self.gamma, offset=self.beta, mean=self.moving_mean,
@@ -126,7 +137,8 @@ class Dense(Layer):
             self.bias = tf.Variable(tf.zeros([out_features]), name="bias")
 
     def __call__(self, x):
-        return tf.nn.bias_add(tf.matmul(tf.cast(x, tf.float32), self.kernel), self.bias)
+        with self.op_scope():
+            return tf.nn.bias_add(tf.matmul(tf.cast(x, tf.float32), self.kernel), self.bias)
 
 
 def spatial_axes(data_format):

@@ -1,9 +1,17 @@
 """launch.profile's report: one dict (what --format=json writes), its text form, and its plot."""
+import re
 
 from engine import run_format
+from launch import run_dir
 from launch.profiling import capture, horovod_timeline, steps
 
 TOP_OPS = 10
+TOP_LAYERS = 10
+# Scopes that wrap layers without being one: the gradient tape, the loops and branches of
+# accumulation and the guard, TF's "_1" uniquifiers, the net's own scope (nets name theirs after
+# the model: densenet, densenet121, ...).
+_NOT_A_LAYER = re.compile(r"^(gradient_tape|while|body|cond|true|false|_\d+|densenet\d*)$")
+OUTSIDE_LAYERS = "(no layer)"
 # Above these shares of the captured steps' wall time a component is the one to act on.
 ADVICE = (
     ("input", 0.10, "input wait is {share:.0%} of the step: raise --dataset_num_parallel_calls, "
@@ -15,26 +23,63 @@ ADVICE = (
                     "Python between steps): try --steps_per_loop=10"),
     ("compute", 0.60, "forward + backward are {share:.0%} of the step: the step is bound by "
                       "the device's compute, not by input or communication; speed comes from "
-                      "the compute side (--dtype=bf16, batch size, --jit_compile on an "
-                      "accelerator, the top ops below)"),
+                      "the compute side ({levers})"),
 )
 
 
-def top_ops(op_stats, wall_us):
-    """The framework_op_stats tool's table (IDLE excluded) → the TOP_OPS ops by self time."""
+def layer_of(op_name):
+    """The layer whose name scope holds an op ("gradient_tape/forward/densenet121/conv5_block16/
+    conv5_block16_1_conv/Conv2DBackpropFilter" -> "conv5_block16_1_conv"), or OUTSIDE_LAYERS."""
+    for scope in reversed(op_name.split(":", 1)[0].split("/")[:-1]):
+        if not (_NOT_A_LAYER.match(scope) or steps.is_phase_scope(scope)):
+            return scope
+    return OUTSIDE_LAYERS
+
+
+def op_rows(op_stats, wall_us):
+    """The framework_op_stats tool's table (IDLE excluded), by self time, each op with its
+    layer."""
     table = op_stats[-1]
     columns = [c["id"] for c in table["cols"]]
     rows = [dict(zip(columns, (cell.get("v") if cell else None for cell in row["c"])))
             for row in table["rows"]]
     rows = [r for r in rows if r.get("type") != "IDLE"]
     rows.sort(key=lambda r: -float(r["total_self_time"]))
-    return [{"name": r["operation"], "type": r["type"], "count": int(r["occurrences"]),
-             "self_ms": float(r["total_self_time"]) / 1e3,
+    return [{"name": r["operation"], "type": r["type"], "layer": layer_of(r["operation"]),
+             "count": int(r["occurrences"]), "self_ms": float(r["total_self_time"]) / 1e3,
              "percent_of_steps": 100.0 * float(r["total_self_time"]) / wall_us}
-            for r in rows[:TOP_OPS]]
+            for r in rows]
 
 
-def advice(shares, horovod=None):
+def top_layers(ops, wall_us):
+    """Self time summed per layer (forward and backward ops together), the TOP_LAYERS first."""
+    layers = {}
+    for op in ops:
+        layer = layers.setdefault(op["layer"], {"layer": op["layer"], "self_ms": 0.0, "ops": 0})
+        layer["self_ms"] += op["self_ms"]
+        layer["ops"] += 1
+    ranked = sorted(layers.values(), key=lambda layer: -layer["self_ms"])[:TOP_LAYERS]
+    for layer in ranked:
+        layer["percent_of_steps"] = 100.0 * layer["self_ms"] * 1e3 / wall_us
+    return ranked
+
+
+def compute_levers(machine):
+    """What speeds up a compute-bound step on the device that ran (machine.json), never bf16
+    where the device emulates it."""
+    levers = []
+    if machine and machine.get("dtype") == "fp32" and machine.get("bf16_native"):
+        levers.append(f"--dtype=bf16, native on {machine['device']}")
+    if machine and machine.get("dtype") == "bf16" and machine.get("bf16_native") is False:
+        levers.append(f"--dtype=fp32: {machine['device']} emulates bf16")
+    levers.append("batch size")
+    if machine is None or not machine.get("device", "").startswith("CPU"):
+        levers.append("--jit_compile on an accelerator")
+    levers.append("the top layers below")
+    return ", ".join(levers)
+
+
+def advice(shares, horovod=None, machine=None):
     """One line for the first component whose share of the step is clearly dominant."""
     for component, limit, text in ADVICE:
         share = (shares["forward"] + shares["backward"] if component == "compute"
@@ -46,7 +91,7 @@ def advice(shares, horovod=None):
                 transfer = sum(s["transfer_ms"] for s in horovod)
                 if negotiation > transfer:
                     who = " and most of it is waiting for the slowest worker"
-            return text.format(share=share, who=who)
+            return text.format(share=share, who=who, levers=compute_levers(machine))
     return None
 
 
@@ -65,7 +110,10 @@ def build(model_dir, *, run=None, timeline=None):
               "first_step": rows[0]["step"], "last_step": rows[-1]["step"],
               "steps": rows, "total": {"wall_ms": wall, **{f"{c}_ms": totals[c]
                                                            for c in steps.COMPONENTS}},
-              "top_ops": top_ops(capture.tool_data(found, "framework_op_stats"), wall * 1e3)}
+              "machine": run_dir.read_machine(model_dir)}
+    ops = op_rows(capture.tool_data(found, "framework_op_stats"), wall * 1e3)
+    report["top_ops"] = ops[:TOP_OPS]
+    report["top_layers"] = top_layers(ops, wall * 1e3)
     records = run_format.read_records(model_dir)
     report["profiling_cost"] = run_format.window_cost(records, run_format.PROFILE,
                                                       rows[-1]["step"])
@@ -75,7 +123,7 @@ def build(model_dir, *, run=None, timeline=None):
         first = window.get("segment_first_step", 1) if window else 1
         hvd = horovod_timeline.gradient_steps(timeline, first_step=first)
         report["horovod"] = [s for s in hvd if rows[0]["step"] <= s["step"] <= rows[-1]["step"]]
-    report["advice"] = advice(shares, report["horovod"])
+    report["advice"] = advice(shares, report["horovod"], report["machine"])
     return report
 
 
@@ -95,10 +143,15 @@ def text(report):
         lines.append(f"{row['step']!s:>4} {row['wall_ms']:8.2f}  " + "  ".join(cells))
     lines += ["", f"top {len(report['top_ops'])} ops by self time "
                   f"(all captured steps):",
-              f"{'self ms':>9} {'% steps':>7} {'count':>6}  type / name"]
+              f"{'self ms':>9} {'% steps':>7} {'count':>6}  {'type':<24} layer (op)"]
     for op in report["top_ops"]:
         lines.append(f"{op['self_ms']:9.2f} {op['percent_of_steps']:6.1f}% {op['count']:6d}  "
-                     f"{op['type']} / {op['name']}")
+                     f"{op['type']:<24} {op['layer']} ({op['name']})")
+    lines += ["", f"top {len(report['top_layers'])} layers by self time (forward and "
+                  f"backward ops):", f"{'self ms':>9} {'% steps':>7} {'ops':>6}  layer"]
+    for layer in report["top_layers"]:
+        lines.append(f"{layer['self_ms']:9.2f} {layer['percent_of_steps']:6.1f}% "
+                     f"{layer['ops']:6d}  {layer['layer']}")
     if report["horovod"] is not None:
         lines += ["", "gradient all-reduce (Horovod timeline):",
                   "step  negotiation ms  transfer ms  slowest rank"]

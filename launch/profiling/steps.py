@@ -18,6 +18,11 @@ COMPONENTS = ("input", *PHASES, "other")
 _SCOPE = re.compile(rf"^({'|'.join(PHASES)})(_\d+)?$")
 
 
+def is_phase_scope(scope):
+    """Whether a name scope is one of the train step's phases ("forward", "apply_1", ...)."""
+    return bool(_SCOPE.match(scope))
+
+
 def phase_of(op_name):
     """The phase of an op from its name ("forward/Conv2D", "gradient_tape/forward/Relu/ReluGrad",
     "apply_1/cond/...", "while/body/_1/while/forward/..." inside gradient accumulation's loop),

@@ -16,7 +16,7 @@ HOROVODRUN = os.path.join(os.path.dirname(sys.executable), "horovodrun")
 PROBE = os.path.join(helpers.REPO, "tests", "launch", "slow_rank_probe.py")
 COMPONENTS = ("input", "forward", "backward", "allreduce", "apply", "other")
 # The demo model (launch/recipes/demo.flags) on synthetic input: no input cost to speak of.
-DEMO_MODEL = ["--input=synthetic", "--model=densenet121", "--image_size=64", "--dtype=bf16",
+DEMO_MODEL = ["--input=synthetic", "--model=densenet121", "--image_size=64", "--dtype=auto",
               "--batch_size=32", "--num_classes=10", "--warmup_epochs=0", "--log_steps=2",
               "--validation_steps=0", "--epochs=1", "--steps_per_epoch=12"]
 
@@ -108,6 +108,55 @@ def test_top_ops_are_the_profilers_self_times(demo_profile):
 
 
 @pytest.mark.slow
+def test_top_layers_sum_their_ops_trace_time_and_name_the_nets_layers(demo_profile):
+    """Each of the 10 layers is a DenseNet-121 layer (as keras.applications names it) or the
+    ops outside any layer, and its self time is the trace's time of the ops under its scope."""
+    import nets
+    from launch.profiling import capture, report as profile_report
+    report = profile_json(demo_profile)
+    layers = report["top_layers"]
+    assert len(layers) == 10
+    assert [x["self_ms"] for x in layers] == sorted((x["self_ms"] for x in layers), reverse=True)
+    names = {layer.name for layer in nets.build("densenet121").layers_in_order()}
+    names |= ({name.rsplit("_", 2)[0] for name in names if "_block" in name}  # dense layers
+              | {name.rsplit("_", 1)[0] for name in names if name.startswith("pool")})
+    assert {x["layer"] for x in layers} <= names | {profile_report.OUTSIDE_LAYERS}
+    assert any(x["layer"].endswith("_conv") for x in layers)  # convolutions cost the most
+    trace = capture.tool_data(report["capture"], "trace_viewer")
+    by_scope = {}
+    for e in trace["traceEvents"]:
+        name = e.get("args", {}).get("long_name", "").split(":")[0]
+        if e.get("ph") == "X" and name:
+            scopes = name.split("/")[:-1]
+            for layer in layers:
+                if layer["layer"] in scopes and layer["layer"] == [
+                        s for s in scopes if s in names][-1]:
+                    by_scope[layer["layer"]] = by_scope.get(layer["layer"], 0.0) + e["dur"] / 1e3
+    for layer in layers:
+        if layer["layer"] != profile_report.OUTSIDE_LAYERS:
+            assert layer["self_ms"] == pytest.approx(by_scope[layer["layer"]], rel=0.02), layer
+
+
+@pytest.mark.smoke
+def test_compute_advice_fits_the_device_that_ran():
+    """bf16 is advised only where the run's device computes it natively; on a device that
+    emulates it, a bf16 run is told to use fp32; an old run without machine.json gets neither."""
+    from launch.profiling import report as profile_report
+    shares = {"input": 0.01, "forward": 0.4, "backward": 0.5, "allreduce": 0.0, "apply": 0.05,
+              "other": 0.04}
+
+    def advice(**machine):
+        return profile_report.advice(shares, None, {"device": "CPU (X)", **machine} if machine
+                                     else None)
+    assert "--dtype=bf16, native on CPU (X)" in advice(dtype="fp32", bf16_native=True)
+    emulated = advice(dtype="bf16", bf16_native=False)
+    assert "--dtype=fp32: CPU (X) emulates bf16" in emulated and "--dtype=bf16" not in emulated
+    for quiet in (advice(dtype="fp32", bf16_native=False), advice(dtype="bf16", bf16_native=True),
+                  advice()):
+        assert "--dtype" not in quiet and "forward + backward" in quiet
+
+
+@pytest.mark.slow
 def test_json_round_trips_with_the_table_and_the_plot_is_drawn(demo_profile, tmp_path):
     from PIL import Image
     report = profile_json(demo_profile)
@@ -126,6 +175,12 @@ def test_json_round_trips_with_the_table_and_the_plot_is_drawn(demo_profile, tmp
             assert float(cells[3 + 2 * i].rstrip("%")) == round(share, 1)
     for op in report["top_ops"]:
         assert f"{op['self_ms']:9.2f} {op['percent_of_steps']:6.1f}%" in text
+        assert f"{op['layer']} ({op['name']})" in text
+    for layer in report["top_layers"]:
+        assert f"{layer['percent_of_steps']:6.1f}% {layer['ops']:6d}  {layer['layer']}" in text
+    machine = json.loads((demo_profile / "machine.json").read_text())
+    assert report["machine"] == machine and machine["dtype"] in ("fp32", "bf16")
+    assert f"--dtype={machine['dtype']}" in (demo_profile / "flags.txt").read_text()
     cost = report["profiling_cost"]
     assert cost["outside_intervals"] >= 2 and cost["outside_images_per_sec"] > 0
     assert f"{cost['window_images_per_sec']:.1f} img/s inside the window" in text
