@@ -33,7 +33,10 @@ flags.DEFINE_string("output", None, "Also write the JSON result to this file.")
 flags.DEFINE_string("dataset_dir", None, "input: recipe-format TFRecords to read.")
 flags.DEFINE_integer("input_images", 1024, "input: images to generate without --dataset_dir.",
                      lower_bound=64)
-flags.DEFINE_boolean("horovod", True, "loop_overhead: also the horovodrun -np 2 row.")
+flags.DEFINE_boolean("horovod", True, "loop_overhead: also the horovodrun -np 2 rows.")
+flags.DEFINE_integer("horovod_workers", 0, "train: also this many workers under horovodrun on "
+                     "this host, with thread pools per worker and with TensorFlow's own (0: "
+                     "not).", lower_bound=0)
 flags.DEFINE_integer("input_batches", 30, "input: timed batches per measurement.", lower_bound=5)
 
 
@@ -44,7 +47,8 @@ def measure(fv):
         return memory.run(**shape, dtype=fv.dtype, steps=fv.steps, repeats=fv.repeats)
     if fv.mode == "train":
         dtypes = ["fp32", "bf16"] if fv.dtype == "both" else [fv.dtype]
-        return train.run(**shape, dtypes=dtypes, steps=fv.steps, repeats=fv.repeats)
+        return train.run(**shape, dtypes=dtypes, steps=fv.steps, repeats=fv.repeats,
+                         horovod_workers=fv.horovod_workers)
     if fv.mode == "conv_floor":
         return conv_floor.run(**shape, dtype=fv.dtype, steps=fv.steps)
     if fv.mode == "loop_overhead":

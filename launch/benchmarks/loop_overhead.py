@@ -5,8 +5,12 @@ that any host work between steps shows. Each row trains `steps` steps with engin
 fresh net each round), then runs the same compiled step in a bare `for` loop in the same
 process (no metrics read, no checks, no logging) and reports steps/s of both, and their ratio.
 The Trainer's rate is its own images/s between boundaries after the first log interval (so
-tracing is left out), which it times after the device has finished. Rows: default flags;
-steps_per_loop=50; and under `horovodrun -np 2` (rank 0 reports).
+tracing is left out), which it times after the device has finished. Rows: default flags
+(steps per call fitted by engine.hooks.Pace; the bare loop then runs 50 per call);
+steps_per_loop=1 (the old default); steps_per_loop=50; and under `horovodrun -np 2` (rank 0
+reports) the default with each worker's thread pools sized to its share of the cores (what
+launch.train does), the default with TensorFlow's own sizing, and steps_per_loop=50.
+`default_vs_50` is the default row's Trainer rate over the steps_per_loop=50 row's.
 """
 import os
 import statistics
@@ -46,6 +50,7 @@ def _build(steps_per_loop, steps, model_dir):
 def bare_rate(step, data, backend, steps_per_loop, steps):
     """Steps/s of the same compiled step called in a plain loop, synced once at the end."""
     import tensorflow as tf
+    steps_per_loop = steps_per_loop or 50
     iterator = iter(data.train_dataset(BATCH, shard_index=backend.rank,
                                        num_shards=backend.size))
     calls = max(1, steps // steps_per_loop)
@@ -59,9 +64,13 @@ def bare_rate(step, data, backend, steps_per_loop, steps):
     return calls * steps_per_loop / (time.perf_counter() - start)
 
 
-def worker(*, steps_per_loop, steps, rounds):
+def worker(*, steps_per_loop, steps, rounds, threads_per_worker=True):
     """One row in this process: {"trainer": [...], "bare": [...]} steps/s per round (printed by
-    rank 0 only)."""
+    rank 0 only). `threads_per_worker`: size the thread pools as launch.train does."""
+    if threads_per_worker:
+        from launch import hardware
+        hardware.apply_thread_pools(hardware.thread_pools(intra_op=None, inter_op=None,
+                                                          dataset_private=None))
     trainer_rates, bare_rates = [], []
     for round_ in range(rounds + 1):  # round 0 warms the process up (thread pools, caches)
         with tempfile.TemporaryDirectory() as model_dir:
@@ -86,17 +95,29 @@ def _row(name, command):
 
 
 def run(*, steps, rounds, horovod=True):
-    def command(steps_per_loop):
+    def command(steps_per_loop, threads_per_worker=True):
         return processes.worker_command("loop_overhead", steps_per_loop=steps_per_loop,
-                                        steps=steps, rounds=rounds)
+                                        steps=steps, rounds=rounds,
+                                        threads_per_worker=threads_per_worker)
 
-    rows = {"default": _row("default", command(1)),
+    def default_vs_50(default, fifty):
+        return round(default["trainer_steps_per_sec"] / fifty["trainer_steps_per_sec"], 3)
+
+    rows = {"default": _row("default", command(None)),
+            "steps_per_loop_1": _row("steps_per_loop=1", command(1)),
             "steps_per_loop_50": _row("steps_per_loop=50", command(50))}
+    rows["default_vs_50"] = default_vs_50(rows["default"], rows["steps_per_loop_50"])
     if horovod:
         horovodrun = os.path.join(os.path.dirname(sys.executable), "horovodrun")
-        rows["horovodrun_np2"] = _row(
-            "horovodrun -np 2", [horovodrun, "-np", "2", "-H", "localhost:2", "--gloo",
-                                 *command(1)])
+        np2 = [horovodrun, "-np", "2", "-H", "localhost:2", "--gloo"]
+        rows["horovodrun_np2"] = _row("horovodrun -np 2", [*np2, *command(None)])
+        rows["horovodrun_np2_tf_threads"] = _row(
+            "horovodrun -np 2, TensorFlow's own thread pools",
+            [*np2, *command(None, threads_per_worker=False)])
+        rows["horovodrun_np2_steps_per_loop_50"] = _row(
+            "horovodrun -np 2, steps_per_loop=50", [*np2, *command(50)])
+        rows["horovodrun_np2_default_vs_50"] = default_vs_50(
+            rows["horovodrun_np2"], rows["horovodrun_np2_steps_per_loop_50"])
     return {"mode": "loop_overhead", "model": "densenet blocks=(2,) growth 4 stem 8",
             "image_size": IMAGE_SIZE, "batch_per_worker": BATCH, "steps": steps,
             "rounds": rounds, **rows}

@@ -1,7 +1,13 @@
 """train: training images/s of the engine's train step (our net, fused optimizer, hand-written
 step, with the recipe's L2 weight decay 1e-4 and the finite-gradient check) on one synthetic
 batch, each round in a fresh process; img/s as mean +- 1.96 sigma over timed steps after
-warm-up, medians over rounds. Against Keras' fit: python -m tests.benchmarks.train_vs_keras."""
+warm-up, medians over rounds. Against Keras' fit: python -m tests.benchmarks.train_vs_keras.
+
+With `horovod_workers=N` (N > 1), also N workers under `horovodrun -np N` on this host (each the
+given batch, the gradients all-reduced; global images/s from rank 0's step times), alternating
+each round between thread pools sized per worker (launch.train's default) and TensorFlow's own
+sizing (every worker sized to every core)."""
+import os
 import statistics
 import sys
 import time
@@ -12,16 +18,23 @@ from launch.train_flags.objects import COMPUTE_DTYPES
 WARMUP_STEPS = 3
 
 
-def worker(*, model, batch_size, image_size, dtype, steps):
-    """The engine's train step, timed per step in this process."""
+def worker(*, model, batch_size, image_size, dtype, steps, threads_per_worker=None):
+    """The engine's train step, timed per step in this process (under a launcher, one of its
+    workers: rank 0 reports, images/s over all workers). `threads_per_worker`: True sizes the
+    thread pools as launch.train does, False leaves TensorFlow's own sizing."""
     import tensorflow as tf
 
     import nets
     from engine import TrainStep, distributed, optimizers
+    from launch import hardware
 
+    if threads_per_worker:
+        hardware.apply_thread_pools(hardware.thread_pools(intra_op=None, inter_op=None,
+                                                          dataset_private=None))
+    backend = distributed.create()
     net = nets.build(model, compute_dtype=COMPUTE_DTYPES[dtype])
     step = TrainStep(net=net, optimizer=optimizers.build("sgd"),
-                     backend=distributed.SingleProcess(), lr_fn=lambda s: tf.constant(0.01),
+                     backend=backend, lr_fn=lambda s: tf.constant(0.01),
                      weight_decay=1e-4)
     step.build()
     images = tf.random.uniform([batch_size, image_size, image_size, 3], -1, 1)
@@ -32,14 +45,17 @@ def worker(*, model, batch_size, image_size, dtype, steps):
         step(images, labels)
         step.metrics.local_examples()  # waits for the step
         if i >= WARMUP_STEPS:
-            rates.append(batch_size / (time.perf_counter() - start))
+            rates.append(batch_size * backend.size / (time.perf_counter() - start))
+    if not backend.is_chief:
+        return None
     return {"impl": "engine", "tf": tf.__version__, "dtype": dtype,
             "images_per_sec": statistics.mean(rates),
             "ci95": 1.96 * statistics.stdev(rates) if len(rates) > 1 else 0.0}
 
 
-def run(*, model, batch_size, image_size, dtypes, steps, repeats):
+def run(*, model, batch_size, image_size, dtypes, steps, repeats, horovod_workers=0):
     results = {dtype: [] for dtype in dtypes}
+    pools = {"threads_per_worker": [], "tf_threads": []}
     for _ in range(repeats):
         for dtype in dtypes:
             record = processes.last_json(processes.worker_command(
@@ -48,6 +64,18 @@ def run(*, model, batch_size, image_size, dtypes, steps, repeats):
             results[dtype].append(record)
             print(f"train: {dtype} engine: {record['images_per_sec']:.2f} "
                   f"+- {record['ci95']:.2f} img/s", file=sys.stderr)
+        if horovod_workers > 1:
+            horovodrun = os.path.join(os.path.dirname(sys.executable), "horovodrun")
+            for name, per_worker in (("threads_per_worker", True), ("tf_threads", False)):
+                record = processes.last_json(
+                    [horovodrun, "-np", str(horovod_workers), "-H",
+                     f"localhost:{horovod_workers}", "--gloo", *processes.worker_command(
+                         "train", model=model, batch_size=batch_size, image_size=image_size,
+                         dtype=dtypes[0], steps=steps, threads_per_worker=per_worker)],
+                    f"horovodrun -np {horovod_workers} {name}")
+                pools[name].append(record["images_per_sec"])
+                print(f"train: horovodrun -np {horovod_workers} {dtypes[0]}, {name}: "
+                      f"{record['images_per_sec']:.2f} img/s", file=sys.stderr)
     summary = {"mode": "train", "model": model, "batch_size": batch_size,
                "image_size": image_size, "steps": steps, "repeats": repeats}
     for dtype, records in results.items():
@@ -55,4 +83,11 @@ def run(*, model, batch_size, image_size, dtypes, steps, repeats):
             "engine_images_per_sec": round(statistics.median(r["images_per_sec"]
                                                              for r in records), 2),
             "engine_ci95": round(records[0]["ci95"], 2), "tf": records[0]["tf"]}
+    if horovod_workers > 1:
+        ratios = [a / b for a, b in zip(pools["threads_per_worker"], pools["tf_threads"])]
+        summary[f"horovodrun_np{horovod_workers}_{dtypes[0]}"] = {
+            **{f"{name}_images_per_sec": round(statistics.median(rates), 2)
+               for name, rates in pools.items()},
+            "ratio_median": round(statistics.median(ratios), 3),
+            "ratios": [round(r, 3) for r in ratios]}
     return summary

@@ -49,11 +49,14 @@ def test_train_vs_keras_measures_engine_and_keras_fit_side_by_side():
 
 def test_loop_overhead_reports_trainer_and_bare_loop_for_each_row():
     got = benchmark("--mode=loop_overhead", "--steps=60", "--repeats=1", "--horovod=false")
-    for row in ("default", "steps_per_loop_50"):
+    for row in ("default", "steps_per_loop_1", "steps_per_loop_50"):
         result = got[row]
         assert result["trainer_steps_per_sec"] > 0 and result["bare_loop_steps_per_sec"] > 0
         assert result["ratio_median"] == pytest.approx(
             result["trainer_steps_per_sec"] / result["bare_loop_steps_per_sec"], rel=0.05)
+    assert got["default_vs_50"] == pytest.approx(
+        got["default"]["trainer_steps_per_sec"] / got["steps_per_loop_50"]["trainer_steps_per_sec"],
+        rel=0.02)
 
 
 def test_a_workers_json_line_is_found_behind_horovodruns_prefix():

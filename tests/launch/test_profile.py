@@ -112,7 +112,8 @@ def test_top_layers_sum_their_ops_trace_time_and_name_the_nets_layers(demo_profi
     """Each of the 10 layers is a DenseNet-121 layer (as keras.applications names it) or the
     ops outside any layer, and its self time is the trace's time of the ops under its scope."""
     import nets
-    from launch.profiling import capture, report as profile_report
+    from launch.profiling import capture
+    from launch.profiling import report as profile_report
     report = profile_json(demo_profile)
     layers = report["top_layers"]
     assert len(layers) == 10
