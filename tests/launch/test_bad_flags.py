@@ -46,6 +46,11 @@ def refused(args, env=None):
     (["--random_erasing=1.5"], "--random_erasing must be in [0, 1]"),
     (["--mixup_alpha=-1"], "--mixup_alpha must not be negative"),
     (["--mix_prob=2"], "--mix_prob must be in [0, 1]"),
+    (["--steps_per_loop=0"], "--steps_per_loop must be auto or a positive integer"),
+    (["--steps_per_loop=fast"], "--steps_per_loop must be auto or a positive integer"),
+    (["--stop_within=0"], "--stop_within must be a positive integer"),
+    (["--intra_op_threads=0"], "--intra_op_threads must be a positive integer when given"),
+    (["--dataset_private_threads=-2"], "--dataset_private_threads must be a positive integer"),
     (["--input=synthetic", "--randaugment=9,2"],
      "--randaugment and --random_erasing augment decoded images; --input=synthetic has none"),
 ])
