@@ -99,6 +99,42 @@ def test_a_window_runs_its_steps_one_per_call_and_ends_once():
     assert window.ends == [12]
 
 
+@pytest.mark.parametrize("seconds_per_step, fixed, stop_every, per_call", [
+    (2.0, None, 7, 1),            # 0.75 x 20 s / 2 s = 7.5 steps between stop checks
+    (1 / 16, None, 240, 16),      # 15 s / (1/16 s); a call of about 1 s: 16 steps
+    (1 / 1024, None, 15360, 100),  # per call capped at 100
+    (1 / 16, 8, 240, 8),          # a fixed steps_per_loop is kept
+])  # (times that binary floats hold exactly)
+def test_pace_times_the_first_steps_then_sets_stop_checks_and_steps_per_call(
+        monkeypatch, seconds_per_step, fixed, stop_every, per_call):
+    """A fake clock advanced by the steps' time: the Pace runs steps 1-4 one per call, each a
+    boundary, times steps 2-4 (step 1 traces), has the workers agree on their mean, then makes a
+    boundary every `stop_every` steps (the stop check rides on them) and sets the steps per call;
+    the stop hook is checked at exactly those boundaries."""
+    from engine.hooks import pace as pace_module
+    now = [0.0]
+    monkeypatch.setattr(pace_module.time, "perf_counter", lambda: now[0])
+    agreed = []
+    pace = pace_module.Pace(agree=lambda s: agreed.append(s) or s * 1.0, stop_within=20,
+                            steps_per_call=fixed)
+    rider = Periodic(None, rides_along=True)
+    calls = []
+
+    def run_steps(step, count):
+        calls.append((step, count))
+        now[0] += count * seconds_per_step + (30.0 if step == 0 else 0.0)  # step 1 traces
+    total = 4 + 2 * stop_every + 3
+    Controller(run_steps=run_steps, hooks=[pace, rider], total_steps=total,
+               steps_per_call=pace.steps_per_call, first_nonfinite_step=lambda: -1).train(0)
+    assert calls[:4] == [(0, 1), (1, 1), (2, 1), (3, 1)]
+    assert agreed == [pytest.approx(seconds_per_step)]
+    assert pace.stop_every == stop_every and pace.steps_per_call() == per_call
+    assert rider.ran == [1, 2, 3, 4, 4 + stop_every, 4 + 2 * stop_every]
+    later = calls[4:]
+    assert all(count <= per_call for _, count in later)
+    assert sum(count for _, count in later) == total - 4
+
+
 def test_a_nonfinite_step_stops_at_the_boundary_before_any_due_hook_runs():
     hook = Periodic(4)
     with pytest.raises(Exception, match="at step 3;"):
