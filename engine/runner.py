@@ -18,6 +18,7 @@ class StepRunner:
         self.marking = False       # profiler annotations, and a wait for each step
         self.step_function = None  # an instrumented copy of the step, or None
         self.slow_steps = False    # the instrumented copy is slower: the long allowance
+        self.step_seconds = lambda: None  # the measured step time (hooks.Pace), once known
         self._traced = set()       # the kinds of call (single, loop) already traced
 
     def __call__(self, step: int, steps: int) -> None:
@@ -29,8 +30,13 @@ class StepRunner:
             self._single(step, first)
             return
         start = time.perf_counter()
+        # A call of several steps shows no progress until it returns: its allowance is the
+        # stall timeout on top of its other steps at the measured step time (the long one
+        # while no step time is known).
+        measured = self.step_seconds()
         self.watch(f"{steps} train steps in one call (input, device or all-reduce)", step,
-                   long=first, steps=steps)
+                   long=first or measured is None,
+                   busy_seconds=(steps - 1) * (measured or 0.0))
         self.train_step.loop(self.iterator, tf.constant(steps))
         self.meter.add(steps, None, time.perf_counter() - start)
 

@@ -41,7 +41,7 @@ class TrainConfig:
 
 
 class _NoWatchdog:
-    def expect(self, what, step, *, long=False, steps=1):
+    def expect(self, what, step, *, long=False, busy_seconds=0.0):
         pass
 
 
@@ -92,6 +92,7 @@ class Trainer:
         runner = StepRunner(train_step=self.train_step, iterator=iterator, meter=meter,
                             watch=self.watch)
         loop_hooks, epoch_end, pace = self._hooks(runner, meter)
+        runner.step_seconds = lambda: pace.step_seconds
         controller = Controller(
             run_steps=runner, hooks=loop_hooks + self.extra_hooks,
             total_steps=cfg.epochs * cfg.steps_per_epoch, steps_per_call=pace.steps_per_call,

@@ -27,10 +27,12 @@ class Watchdog:
         self._thread = threading.Thread(target=self._watch, name="stall-watchdog", daemon=True)
         self._thread.start()
 
-    def expect(self, what: str, step: int, *, long: bool = False, steps: int = 1):
-        """Arms the watchdog for a wait on `what` at `step`: `steps` steps' allowance, or the
-        long one if that is more and `long` (the first step's tracing, evaluation, checkpoints)."""
-        allowance = max(self.long_timeout if long else 0, self.timeout * steps)
+    def expect(self, what: str, step: int, *, long: bool = False, busy_seconds: float = 0.0):
+        """Arms the watchdog for a wait on `what` at `step`: the timeout on top of
+        `busy_seconds` (the time the wait is expected to take when all is well: a call of
+        several steps at the measured step time), or the long one if that is more and `long`
+        (the first step's tracing, evaluation, checkpoints)."""
+        allowance = max(self.long_timeout if long else 0, self.timeout + busy_seconds)
         with self._lock:
             self._what, self._step, self._allowance = what, step, allowance
             self._deadline = time.monotonic() + allowance

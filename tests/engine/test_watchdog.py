@@ -23,6 +23,20 @@ def test_it_fires_after_the_allowance_and_not_before():
     guard.stop()
 
 
+def test_a_call_of_several_steps_gets_the_timeout_on_top_of_its_expected_time():
+    """A call of 5 steps at a measured 0.5 s each: 1 s of timeout after the 2 s its other 4
+    steps take, not 5 timeouts (which would hide a stall for a long time on slow steps)."""
+    fired = []
+    done = threading.Event()
+    guard = Watchdog(timeout=1, long_timeout=1, rank=0,
+                     exit_fn=lambda code: fired.append(time.monotonic()) or done.set())
+    start = time.monotonic()
+    guard.expect("5 train steps in one call", 10, busy_seconds=4 * 0.5)
+    assert done.wait(10)
+    assert 3 <= fired[0] - start < 4.5
+    guard.stop()
+
+
 def test_rearming_keeps_it_quiet():
     fired = []
     guard = Watchdog(timeout=1, long_timeout=1, rank=0, exit_fn=fired.append)

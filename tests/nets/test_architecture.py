@@ -108,7 +108,7 @@ def _nchw_problem():
 
 @pytest.mark.skipif(_nchw_problem() is not None, reason=f"NCHW cannot run here: {_nchw_problem()}"
                     f" (launch.train refuses --data_format=NCHW on such a CPU, tested in "
-                    f"tests/launch/test_bad_flags.py)")
+                    f"tests/launch/test_machine_fit.py)")
 @pytest.mark.parametrize("in_function", [False, True], ids=["eager", "tf.function"])
 def test_nchw_net_computes_what_the_nhwc_net_computes(in_function):
     """NCHW (for GPUs) takes NHWC images too and must give the same logits, gradients and
