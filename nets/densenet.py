@@ -64,7 +64,10 @@ class DenseLayer(tf.Module):
 
     def __call__(self, features, training, dropout_seeds):
         """(k new channels, the batch statistics of bn0 and bn1 in training, else ())."""
-        with self.name_scope:  # its concat, ReLUs and dropout are named by it (profiles)
+        # Relative, unlike tf.Module.name_scope (absolute: it would drop the train step's phase
+        # scope, e.g. "forward/", from the layer's ops): its concat, ReLUs and dropout are named
+        # by it in profiles.
+        with tf.name_scope(self.name):
             return self._layer(features, training, dropout_seeds)
 
     def _layer(self, features, training, dropout_seeds):
@@ -105,7 +108,7 @@ class Transition(tf.Module):
         self.opts = opts
 
     def __call__(self, x, training, dropout_seed):
-        with self.name_scope:
+        with tf.name_scope(self.name):  # relative, as a dense layer's
             return self._transition(x, training, dropout_seed)
 
     def _transition(self, x, training, dropout_seed):
