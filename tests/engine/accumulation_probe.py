@@ -38,6 +38,9 @@ def main(out_dir, only_accumulated=False):
     backend = distributed.create()
     if only_accumulated:  # for a Horovod timeline of the accumulated run alone
         train(backend, 4)
+        if backend.size > 1:  # Horovod's shutdown writes out the timeline before the exit
+            import horovod.tensorflow as hvd
+            hvd.shutdown()
         return
     plain, plain_steps = train(backend, 1)
     accumulated, accumulated_steps = train(backend, 4)
