@@ -14,15 +14,27 @@ import tensorflow as tf
 
 # Set by horovodrun (Gloo), mpirun (Open MPI, MPICH/Intel MPI) or Slurm's srun.
 _LAUNCHER_SIZE_VARIABLES = ("HOROVOD_SIZE", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_NTASKS")
+_LAUNCHER_LOCAL_SIZE_VARIABLES = ("HOROVOD_LOCAL_SIZE", "OMPI_COMM_WORLD_LOCAL_SIZE",
+                                  "MPI_LOCALNRANKS")
+
+
+def _announced(variables):
+    for variable in variables:
+        if os.environ.get(variable):
+            return max(1, int(os.environ[variable]))
+    return 1
 
 
 def launcher_world_size():
     """Workers as the launcher announced them in the environment (1 without a launcher); known
     before Horovod starts, so that flags can be checked against it."""
-    for variable in _LAUNCHER_SIZE_VARIABLES:
-        if os.environ.get(variable):
-            return max(1, int(os.environ[variable]))
-    return 1
+    return _announced(_LAUNCHER_SIZE_VARIABLES)
+
+
+def launcher_local_size():
+    """Workers the launcher started on this host (1 without a launcher), before Horovod starts
+    (thread pools are sized before TensorFlow's first op)."""
+    return _announced(_LAUNCHER_LOCAL_SIZE_VARIABLES)
 
 
 class SingleProcess:

@@ -13,12 +13,13 @@ from engine import observe, run_format
 
 
 class StepRunner:
-    def __init__(self, *, train_step, iterator, meter: observe.Throughput, watch):
+    def __init__(self, *, train_step, iterator, meter: observe.Throughput, watch,
+                 step_seconds=lambda: None):
         self.train_step, self.iterator, self.meter, self.watch = train_step, iterator, meter, watch
+        self.step_seconds = step_seconds  # the measured step time (hooks.Pace), None before
         self.marking = False       # profiler annotations, and a wait for each step
         self.step_function = None  # an instrumented copy of the step, or None
         self.slow_steps = False    # the instrumented copy is slower: the long allowance
-        self.step_seconds = lambda: None  # the measured step time (hooks.Pace), once known
         self._traced = set()       # the kinds of call (single, loop) already traced
 
     def __call__(self, step: int, steps: int) -> None:

@@ -89,10 +89,11 @@ class Trainer:
             self.local_batch, shard_index=self.backend.rank, num_shards=self.backend.size,
             seed=cfg.seed, start_example=step * self.local_batch))
         meter = observe.Throughput(cfg.batch_size)
+        pace = hooks.Pace(agree=self._agreed_seconds, stop_within=cfg.stop_within,
+                          steps_per_call=cfg.steps_per_loop, log=self.log)
         runner = StepRunner(train_step=self.train_step, iterator=iterator, meter=meter,
-                            watch=self.watch)
-        loop_hooks, epoch_end, pace = self._hooks(runner, meter)
-        runner.step_seconds = lambda: pace.step_seconds
+                            watch=self.watch, step_seconds=lambda: pace.step_seconds)
+        loop_hooks, epoch_end = self._hooks(runner, meter, pace)
         controller = Controller(
             run_steps=runner, hooks=loop_hooks + self.extra_hooks,
             total_steps=cfg.epochs * cfg.steps_per_epoch, steps_per_call=pace.steps_per_call,
@@ -103,12 +104,10 @@ class Trainer:
             summary.update({f"validation_{k}": v for k, v in epoch_end.last_evaluation.items()})
         return summary
 
-    def _hooks(self, runner, meter):
-        """The built-in hooks, in the order they run at a boundary; the EpochEnd and the Pace
-        among them."""
+    def _hooks(self, runner, meter, pace):
+        """The built-in hooks, in the order they run at a boundary (`pace` first); and the
+        EpochEnd among them."""
         cfg, chief = self.config, self.backend.is_chief
-        pace = hooks.Pace(agree=self._agreed_seconds, stop_within=cfg.stop_within,
-                          steps_per_call=cfg.steps_per_loop, log=self.log)
         train_log = hooks.TrainLog(
             train_step=self.train_step, backend=self.backend, recorder=self.recorder,
             meter=meter, log=self.log, log_steps=cfg.log_steps,
@@ -134,7 +133,7 @@ class Trainer:
             out.append(hooks.ProgressLine(total_steps=cfg.epochs * cfg.steps_per_epoch,
                                           global_batch=cfg.batch_size, train_log=train_log,
                                           console=self.console))
-        return out, epoch_end, pace
+        return out, epoch_end
 
     def _agreed_seconds(self, seconds):
         """The workers' average of a time each measured, the same on every worker."""

@@ -9,40 +9,39 @@ import statistics
 import time
 from typing import Optional
 
+from engine import distributed
+
 # The CPU flags that give TensorFlow native bf16 arithmetic (Linux /proc/cpuinfo names):
 # AVX512_BF16 (Cooper Lake, Zen 4 and later) or AMX-BF16 (Sapphire Rapids and later).
 CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 # This variable, when set, replaces /proc/cpuinfo's flags (space-separated): a test stands in for
 # another CPU with it, and a container whose /proc lies can be told the truth.
 CPU_FLAGS_VARIABLE = "DENSENET_CPU_FLAGS"
-# Set by the launchers: workers on this host (horovodrun, Open MPI, MPICH / Intel MPI).
-_LOCAL_SIZE_VARIABLES = ("HOROVOD_LOCAL_SIZE", "OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS")
 _THREAD_VARIABLES = {"intra_op": "TF_NUM_INTRAOP_THREADS", "inter_op": "TF_NUM_INTEROP_THREADS"}
+
+
+def _cpuinfo(field):
+    """The first value of `field` in /proc/cpuinfo, or None."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(field):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
 
 
 def cpu_flags() -> frozenset:
     """The CPU's feature flags (lower case), from $DENSENET_CPU_FLAGS or /proc/cpuinfo."""
-    if os.environ.get(CPU_FLAGS_VARIABLE) is not None:
-        return frozenset(os.environ[CPU_FLAGS_VARIABLE].lower().split())
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return frozenset(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return frozenset()
+    text = os.environ.get(CPU_FLAGS_VARIABLE)
+    if text is None:
+        text = _cpuinfo("flags") or ""
+    return frozenset(text.lower().split())
 
 
 def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "CPU"
+    return _cpuinfo("model name") or "CPU"
 
 
 def onednn_enabled() -> bool:
@@ -139,14 +138,6 @@ def bf16_slowdown(*, repeats: int = 3) -> float:
     return timed(tf.bfloat16) / timed(tf.float32)
 
 
-def local_workers() -> int:
-    """Workers the launcher started on this host (1 without a launcher)."""
-    for variable in _LOCAL_SIZE_VARIABLES:
-        if os.environ.get(variable):
-            return max(1, int(os.environ[variable]))
-    return 1
-
-
 def usable_cores() -> int:
     """Cores this process may run on (its affinity mask: taskset, cgroups' cpusets)."""
     try:
@@ -157,7 +148,7 @@ def usable_cores() -> int:
 
 def cores_per_worker() -> int:
     """This worker's share of the host's cores: cores / local workers, at least 1."""
-    return max(1, usable_cores() // local_workers())
+    return max(1, usable_cores() // distributed.launcher_local_size())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,13 +167,13 @@ class ThreadPools:
         return f"threads: {', '.join(sized)}" if sized else ""
 
 
-def thread_pools(*, intra_op: Optional[int], inter_op: Optional[int],
-                 dataset_private: Optional[int]) -> ThreadPools:
+def thread_pools(*, intra_op: Optional[int] = None, inter_op: Optional[int] = None,
+                 dataset_private: Optional[int] = None) -> ThreadPools:
     """The pools of this worker: what the user gave, else what the environment's
     TF_NUM_INTRAOP_THREADS / TF_NUM_INTEROP_THREADS say (TensorFlow reads them itself), else this
     worker's share of the cores. Without a launcher (one process on the host) TensorFlow's own
     sizing is kept for everything but what the user gave."""
-    share = cores_per_worker() if local_workers() > 1 else None
+    share = cores_per_worker() if distributed.launcher_local_size() > 1 else None
 
     def pick(given, variable):
         if given is not None:

@@ -42,11 +42,10 @@ class Pace(Hook):
         self.log = log
         self.step_seconds = None   # agreed, once calibrated
         self.stop_every = 1
-        self._start = self._timed_from = self._calibrated_at = None
-        self._clock = None
+        self._timed_from = self._calibrated_at = self._clock = None
 
     def begin(self, step):
-        self._start, self._timed_from, self._calibrated_at = step, step + 1, None
+        self._timed_from, self._calibrated_at = step + 1, None
         self.step_seconds, self.stop_every = None, 1
 
     @property

@@ -69,8 +69,7 @@ def worker(*, steps_per_loop, steps, rounds, threads_per_worker=True):
     rank 0 only). `threads_per_worker`: size the thread pools as launch.train does."""
     if threads_per_worker:
         from launch import hardware
-        hardware.apply_thread_pools(hardware.thread_pools(intra_op=None, inter_op=None,
-                                                          dataset_private=None))
+        hardware.apply_thread_pools(hardware.thread_pools())
     trainer_rates, bare_rates = [], []
     for round_ in range(rounds + 1):  # round 0 warms the process up (thread pools, caches)
         with tempfile.TemporaryDirectory() as model_dir:

@@ -29,8 +29,7 @@ def worker(*, model, batch_size, image_size, dtype, steps, threads_per_worker=No
     from launch import hardware
 
     if threads_per_worker:
-        hardware.apply_thread_pools(hardware.thread_pools(intra_op=None, inter_op=None,
-                                                          dataset_private=None))
+        hardware.apply_thread_pools(hardware.thread_pools())
     backend = distributed.create()
     net = nets.build(model, compute_dtype=COMPUTE_DTYPES[dtype])
     step = TrainStep(net=net, optimizer=optimizers.build("sgd"),

@@ -119,6 +119,7 @@ def train_step(fv: flags.FlagValues, *, model, backend, resolved: Resolved):
 
 
 def train_config(fv: flags.FlagValues, resolved: Resolved) -> engine.TrainConfig:
+    per_loop = steps_per_loop(fv.steps_per_loop)
     # A progress line rewrites itself with carriage returns: off a terminal (a log file, a
     # pipe) that makes one endless line, so there the plain per-interval lines are printed.
     return engine.TrainConfig(
@@ -126,8 +127,7 @@ def train_config(fv: flags.FlagValues, resolved: Resolved) -> engine.TrainConfig
         steps_per_epoch=resolved.steps_per_epoch, validation_steps=fv.validation_steps,
         seed=resolved.seed, log_steps=fv.log_steps, save_summary_steps=fv.save_summary_steps,
         checkpoint_steps=fv.checkpoint_steps, keep_checkpoints=fv.keep_checkpoints,
-        steps_per_loop=None if steps_per_loop(fv.steps_per_loop) == "auto"
-        else steps_per_loop(fv.steps_per_loop), stop_within=fv.stop_within,
+        steps_per_loop=None if per_loop == "auto" else per_loop, stop_within=fv.stop_within,
         profile_steps=profile_window(fv),
         resume_from_checkpoint_path=fv.resume_from_checkpoint_path,
         resume_from_epoch=fv.resume_from_epoch if fv.resume_from_checkpoint_path else None,
