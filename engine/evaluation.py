@@ -12,13 +12,21 @@ class Evaluator:
     `watch(what, step, long=)` arms the stall watchdog."""
 
     def __init__(self, *, train_step, data, backend, local_batch, seed, validation_steps,
-                 precise_bn_batches, recorder, log, elapsed, watch):
+                 precise_bn_batches, recorder, log, elapsed, watch, validation_freq=1,
+                 epochs=None):
         self.train_step, self.data, self.backend = train_step, data, backend
         self.local_batch, self.seed = local_batch, seed
         self.validation_steps, self.precise_bn_batches = validation_steps, precise_bn_batches
+        self.validation_freq, self.epochs = validation_freq, epochs
         self.recorder, self.log, self.elapsed, self.watch = recorder, log, elapsed, watch
         self.eval_step = EvalStep(train_step.net)
         self.statistics = None  # precise BN's compiled forward pass, traced once per run
+
+    def due(self, epoch):
+        """Whether the end of `epoch` is evaluated: every `validation_freq` epochs and the last
+        one (`epochs`), unless validation is off."""
+        return self.validation_steps != 0 and (epoch % self.validation_freq == 0
+                                               or epoch == self.epochs)
 
     def evaluate(self, step, epoch, *, precise_bn_sec):
         """One exact pass (or validation_steps batches per worker) with the net's weights and,
@@ -43,7 +51,7 @@ class Evaluator:
     def evaluate_if_missing(self, step, steps_per_epoch):
         """A run killed between an epoch's checkpoint and its evaluation resumes past that
         epoch: evaluate it now, so that no epoch's validation metrics are missing."""
-        if step == 0 or step % steps_per_epoch or self.validation_steps == 0:
+        if step == 0 or step % steps_per_epoch or not self.due(step // steps_per_epoch):
             return
         have = (not self.backend.is_chief
                 or any(r["split"] == run_format.VALIDATION and r["step"] == step

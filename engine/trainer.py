@@ -25,6 +25,7 @@ class TrainConfig:
     epochs: int
     steps_per_epoch: int
     validation_steps: Optional[int] = None   # None: the whole split; 0: no evaluation
+    validation_freq: int = 1                 # evaluate every N epochs (and after the last)
     seed: int = 0
     log_steps: int = 100
     save_summary_steps: Optional[int] = None  # TensorBoard scalars every N steps (None: off)
@@ -71,7 +72,8 @@ class Trainer:
             train_step=train_step, data=data, backend=backend, local_batch=self.local_batch,
             seed=config.seed, validation_steps=config.validation_steps,
             precise_bn_batches=config.precise_bn_batches, recorder=self.recorder,
-            log=self.log, elapsed=self.state.elapsed_seconds, watch=self.watch)
+            log=self.log, elapsed=self.state.elapsed_seconds, watch=self.watch,
+            validation_freq=config.validation_freq, epochs=config.epochs)
 
     def save(self, step):
         return self.state.save(step, self.recorder)
@@ -114,8 +116,7 @@ class Trainer:
             summary_steps=cfg.save_summary_steps, steps_per_epoch=cfg.steps_per_epoch,
             quiet=cfg.progress)
         epoch_end = hooks.EpochEnd(steps_per_epoch=cfg.steps_per_epoch, epoch=self.state.epoch,
-                                   evaluator=self.evaluator, save=self.save,
-                                   evaluate=cfg.validation_steps != 0)
+                                   evaluator=self.evaluator, save=self.save)
         out = [pace, train_log,
                hooks.PeriodicCheckpoint(every=cfg.checkpoint_steps,
                                         steps_per_epoch=cfg.steps_per_epoch, save=self.save),

@@ -1,6 +1,7 @@
 """What happens at an epoch's end: the epoch counter moves on, the workers' BN statistics are
 averaged (each moved them with its own batches), precise BN statistics are recomputed when
-asked, a checkpoint is written, and the validation split is evaluated."""
+asked, a checkpoint is written, and the validation split is evaluated (at the epochs that the
+evaluator says are due; precise BN only before an evaluation, which is what reads it)."""
 from engine.controller import Hook
 
 
@@ -8,9 +9,9 @@ class EpochEnd(Hook):
     """`evaluator` an engine.evaluation.Evaluator; `save(step)` writes a checkpoint; `epoch` the
     run's epoch counter (a variable that checkpoints hold)."""
 
-    def __init__(self, *, steps_per_epoch, epoch, evaluator, save, evaluate=True):
+    def __init__(self, *, steps_per_epoch, epoch, evaluator, save):
         self.steps_per_epoch, self.epoch = steps_per_epoch, epoch
-        self.evaluator, self.save, self.evaluate = evaluator, save, evaluate
+        self.evaluator, self.save = evaluator, save
         self.last_evaluation = None
 
     def next_boundary(self, step):
@@ -20,8 +21,9 @@ class EpochEnd(Hook):
         epoch = step // self.steps_per_epoch
         self.epoch.assign(epoch)
         self.evaluator.average_drifting_statistics()
-        precise_bn_sec = self.evaluator.recompute_statistics(step, epoch)
+        evaluate = self.evaluator.due(epoch)
+        precise_bn_sec = self.evaluator.recompute_statistics(step, epoch) if evaluate else None
         self.save(step)
-        if self.evaluate:
+        if evaluate:
             self.last_evaluation = self.evaluator.evaluate(step, epoch,
                                                            precise_bn_sec=precise_bn_sec)

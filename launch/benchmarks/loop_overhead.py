@@ -10,7 +10,10 @@ tracing is left out), which it times after the device has finished. Rows: defaul
 steps_per_loop=1 (the old default); steps_per_loop=50; and under `horovodrun -np 2` (rank 0
 reports) the default with each worker's thread pools sized to its share of the cores (what
 launch.train does), the default with TensorFlow's own sizing, and steps_per_loop=50.
-`default_vs_50` is the default row's Trainer rate over the steps_per_loop=50 row's.
+`default_vs_50` (and `horovodrun_np2_default_vs_50`) is measured paired: one process trains the
+default and steps_per_loop=50 alternately, round after round (the order swapped each round), and
+reports the median of the rounds' ratios, so that the machine's drift between processes (which
+moves the separate rows by several percent) cancels.
 """
 import os
 import statistics
@@ -82,6 +85,32 @@ def worker(*, steps_per_loop, steps, rounds, threads_per_worker=True):
     return {"trainer": trainer_rates, "bare": bare_rates} if backend.is_chief else None
 
 
+def paired_worker(*, steps, rounds, threads_per_worker=True):
+    """Trainer steps/s of the default steps per call and of steps_per_loop=50, trained
+    alternately in this process: {"default": [...], "fifty": [...]} per round (rank 0)."""
+    if threads_per_worker:
+        from launch import hardware
+        hardware.apply_thread_pools(hardware.thread_pools())
+    rates = {None: [], 50: []}
+    for round_ in range(rounds + 1):  # round 0 warms the process up
+        order = (None, 50) if round_ % 2 else (50, None)
+        for steps_per_loop in order:
+            with tempfile.TemporaryDirectory() as model_dir:
+                trainer, _, _, backend = _build(steps_per_loop, steps, model_dir)
+                summary = trainer.train()
+            if round_:
+                rates[steps_per_loop].append(summary["images_per_sec"] / (BATCH * backend.size))
+    return {"default": rates[None], "fifty": rates[50]} if backend.is_chief else None
+
+
+def _paired(name, command):
+    rates = processes.last_json(command, f"loop_overhead pair {name}")
+    ratios = [d / f for d, f in zip(rates["default"], rates["fifty"])]
+    print(f"loop_overhead: {name}: default / steps_per_loop=50 per round "
+          f"{[round(r, 3) for r in ratios]}", file=sys.stderr)
+    return round(statistics.median(ratios), 3)
+
+
 def _row(name, command):
     rates = processes.last_json(command, f"loop_overhead row {name}")
     ratios = [t / b for t, b in zip(rates["trainer"], rates["bare"])]
@@ -99,13 +128,11 @@ def run(*, steps, rounds, horovod=True):
                                         steps=steps, rounds=rounds,
                                         threads_per_worker=threads_per_worker)
 
-    def default_vs_50(default, fifty):
-        return round(default["trainer_steps_per_sec"] / fifty["trainer_steps_per_sec"], 3)
-
+    pair = processes.worker_command("loop_overhead_paired", steps=steps, rounds=rounds)
     rows = {"default": _row("default", command(None)),
             "steps_per_loop_1": _row("steps_per_loop=1", command(1)),
             "steps_per_loop_50": _row("steps_per_loop=50", command(50))}
-    rows["default_vs_50"] = default_vs_50(rows["default"], rows["steps_per_loop_50"])
+    rows["default_vs_50"] = _paired("default vs 50", pair)
     if horovod:
         horovodrun = os.path.join(os.path.dirname(sys.executable), "horovodrun")
         np2 = [horovodrun, "-np", "2", "-H", "localhost:2", "--gloo"]
@@ -115,8 +142,8 @@ def run(*, steps, rounds, horovod=True):
             [*np2, *command(None, threads_per_worker=False)])
         rows["horovodrun_np2_steps_per_loop_50"] = _row(
             "horovodrun -np 2, steps_per_loop=50", [*np2, *command(50)])
-        rows["horovodrun_np2_default_vs_50"] = default_vs_50(
-            rows["horovodrun_np2"], rows["horovodrun_np2_steps_per_loop_50"])
+        rows["horovodrun_np2_default_vs_50"] = _paired("horovodrun -np 2, default vs 50",
+                                                       [*np2, *pair])
     return {"mode": "loop_overhead", "model": "densenet blocks=(2,) growth 4 stem 8",
             "image_size": IMAGE_SIZE, "batch_per_worker": BATCH, "steps": steps,
             "rounds": rounds, **rows}

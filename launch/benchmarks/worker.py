@@ -9,7 +9,8 @@ import sys
 
 from launch.benchmarks import loop_overhead, memory, train
 
-WORKERS = {"memory": memory.worker, "train": train.worker, "loop_overhead": loop_overhead.worker}
+WORKERS = {"memory": memory.worker, "train": train.worker, "loop_overhead": loop_overhead.worker,
+           "loop_overhead_paired": loop_overhead.paired_worker}
 
 
 def main(argv):

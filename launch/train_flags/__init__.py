@@ -61,7 +61,7 @@ def _register_validators(fv):
         flags.register_validator(name, predicate, message=message, flag_values=fv)
 
     for name in ("batch_size", "epochs", "log_steps", "keep_checkpoints", "grad_accum_steps",
-                 "stall_timeout_long", "stop_within"):
+                 "stall_timeout_long", "stop_within", "validation_freq"):
         positive(name)
     for name in ("steps_per_epoch", "checkpoint_steps", "save_summary_steps", "num_classes",
                  "intra_op_threads", "inter_op_threads", "dataset_private_threads"):

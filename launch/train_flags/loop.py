@@ -1,5 +1,5 @@
-"""Flags of the loop: logging, checkpoints, steps per call, stop latency, XLA, profiling, tensor
-dumps, progress."""
+"""Flags of the loop: logging, checkpoints, evaluation cadence, steps per call, stop latency,
+XLA, profiling, tensor dumps, progress."""
 from absl import flags
 
 from engine import tensor_dumps
@@ -15,6 +15,9 @@ def define(fv: flags.FlagValues):
     flags.DEFINE_integer("checkpoint_steps", None, "Also checkpoint every N steps (epoch ends "
                          "always).", flag_values=fv)
     flags.DEFINE_integer("keep_checkpoints", 5, "Checkpoints kept.", flag_values=fv)
+    flags.DEFINE_integer("validation_freq", 1, "Evaluate every N epochs (Keras fit's "
+                         "validation_freq), and always after the last; precise BN statistics "
+                         "are recomputed only before an evaluation.", flag_values=fv)
     flags.DEFINE_boolean("allow_fresh_start", False, "Start from scratch when model_dir holds "
                          "checkpoints but none loads.", flag_values=fv)
     flags.DEFINE_string("steps_per_loop", "auto", "Steps inside one tf.function call: a "

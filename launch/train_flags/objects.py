@@ -125,7 +125,8 @@ def train_config(fv: flags.FlagValues, resolved: Resolved) -> engine.TrainConfig
     return engine.TrainConfig(
         model_dir=fv.model_dir, batch_size=fv.batch_size, epochs=fv.epochs,
         steps_per_epoch=resolved.steps_per_epoch, validation_steps=fv.validation_steps,
-        seed=resolved.seed, log_steps=fv.log_steps, save_summary_steps=fv.save_summary_steps,
+        validation_freq=fv.validation_freq, seed=resolved.seed, log_steps=fv.log_steps,
+        save_summary_steps=fv.save_summary_steps,
         checkpoint_steps=fv.checkpoint_steps, keep_checkpoints=fv.keep_checkpoints,
         steps_per_loop=None if per_loop == "auto" else per_loop, stop_within=fv.stop_within,
         profile_steps=profile_window(fv),

