@@ -13,10 +13,17 @@ from engine import observe, run_format
 
 
 class StepRunner:
+    """`loops`: the run calls several steps at a time (steps_per_loop auto or above 1); its
+    single steps (the Pace's timed ones, a last step before a boundary) then run as a loop of one,
+    so that the net is traced once, not once per kind of call (a DenseNet-121 trace takes
+    seconds). Single steps with `loops` off, or inside a debugging window, run as the plain step:
+    its input wait is timed apart, and the windows mark or replace it."""
+
     def __init__(self, *, train_step, iterator, meter: observe.Throughput, watch,
-                 step_seconds=lambda: None):
+                 step_seconds=lambda: None, loops=False):
         self.train_step, self.iterator, self.meter, self.watch = train_step, iterator, meter, watch
         self.step_seconds = step_seconds  # the measured step time (hooks.Pace), None before
+        self.loops = loops
         self.marking = False       # profiler annotations, and a wait for each step
         self.step_function = None  # an instrumented copy of the step, or None
         self.slow_steps = False    # the instrumented copy is slower: the long allowance
@@ -24,10 +31,12 @@ class StepRunner:
 
     def __call__(self, step: int, steps: int) -> None:
         """Dispatches steps step+1..step+steps; the first call of each kind traces (longer)."""
-        kind = "single" if steps == 1 else "loop"
+        single = steps == 1 and (not self.loops or self.marking
+                                 or self.step_function is not None)
+        kind = "single" if single else "loop"
         first = kind not in self._traced
         self._traced.add(kind)
-        if steps == 1:
+        if single:
             self._single(step, first)
             return
         start = time.perf_counter()
@@ -35,8 +44,9 @@ class StepRunner:
         # stall timeout on top of its other steps at the measured step time (the long one
         # while no step time is known).
         measured = self.step_seconds()
-        self.watch(f"{steps} train steps in one call (input, device or all-reduce)", step,
-                   long=first or measured is None,
+        what = f"{steps} train steps in one call" if steps > 1 else "the train step"
+        self.watch(f"{what} (input, device or all-reduce)", step,
+                   long=first or (measured is None and steps > 1),
                    busy_seconds=(steps - 1) * (measured or 0.0))
         self.train_step.loop(self.iterator, tf.constant(steps))
         self.meter.add(steps, None, time.perf_counter() - start)

@@ -94,7 +94,8 @@ class Trainer:
         pace = hooks.Pace(agree=self._agreed_seconds, stop_within=cfg.stop_within,
                           steps_per_call=cfg.steps_per_loop, log=self.log)
         runner = StepRunner(train_step=self.train_step, iterator=iterator, meter=meter,
-                            watch=self.watch, step_seconds=lambda: pace.step_seconds)
+                            watch=self.watch, step_seconds=lambda: pace.step_seconds,
+                            loops=cfg.steps_per_loop != 1)
         loop_hooks, epoch_end = self._hooks(runner, meter, pace)
         controller = Controller(
             run_steps=runner, hooks=loop_hooks + self.extra_hooks,

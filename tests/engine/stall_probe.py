@@ -1,5 +1,7 @@
 """A run whose input pipeline stalls for good after 3 batches, guarded by the watchdog with a
-3 s allowance (60 s for tracing). Run as its own process: the watchdog ends it."""
+3 s allowance (60 s for tracing). Run as its own process: the watchdog ends it. One step per
+call: only then is the batch fetched outside the step, so that the watchdog can tell input from
+device (inside a loop of steps it names both)."""
 import sys
 import time
 
@@ -43,7 +45,7 @@ def main(model_dir):
     step = TrainStep(net=net, optimizer=optimizer, backend=backend,
                      lr_fn=lambda s: tf.constant(0.01))
     config = TrainConfig(model_dir=model_dir, batch_size=2, epochs=1, steps_per_epoch=50,
-                         log_steps=1)
+                         log_steps=1, steps_per_loop=1)
     guard = Watchdog(timeout=3, long_timeout=60, rank=0)
     Trainer(data=StallingInput(), backend=backend,
             train_step=step, config=config, watchdog=guard).train()

@@ -27,7 +27,6 @@ def test_flagfile_rerun_with_all_augmentations_is_exact(small_data, tmp_path):
     assert helpers.metrics(first, "train") != helpers.metrics(plain, "train")
 
 
-@pytest.mark.smoke
 def test_stop_and_resume_mixes_as_the_uninterrupted_run(small_data, tmp_path):
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     extra = [*ALL_ON, "--grad_accum_steps=2", "--log_steps=1"]

@@ -10,8 +10,6 @@ import pytest
 from tests import helpers
 from tests.helpers import TINY
 
-pytestmark = pytest.mark.smoke
-
 WITHOUT_BF16 = "fpu sse2 avx avx2 fma avx512f avx512bw avx512vl"  # a Skylake / Cascade Lake
 WITH_BF16 = WITHOUT_BF16 + " avx512_vnni avx512_bf16"                # a Cooper Lake / Zen 4
 
@@ -26,6 +24,7 @@ def first_line(proc):
     return next(line for line in proc.stdout.splitlines() if line.startswith("densenet"))
 
 
+@pytest.mark.smoke
 def test_bf16_on_a_cpu_without_it_warns_in_one_line_and_fp32_does_not(small_data, tmp_path):
     env = {"DENSENET_CPU_FLAGS": WITHOUT_BF16}
     warned = tiny(small_data, tmp_path / "bf16", "--dtype=bf16", env=env)
@@ -43,10 +42,10 @@ def test_bf16_on_a_cpu_without_it_warns_in_one_line_and_fp32_does_not(small_data
 
 
 @pytest.mark.parametrize("cpu_flags,onednn,picked", [
-    (WITHOUT_BF16, "1", "fp32"),
-    (WITH_BF16, "1", "bf16"),
-    (WITH_BF16, "0", "fp32"),  # the flag is there, but without oneDNN TF emulates bf16
-], ids=["no-avx512_bf16", "avx512_bf16", "avx512_bf16-onednn-off"])
+    pytest.param(WITHOUT_BF16, "1", "fp32", id="no-avx512_bf16"),
+    pytest.param(WITH_BF16, "1", "bf16", id="avx512_bf16", marks=pytest.mark.smoke),
+    # the flag is there, but without oneDNN TF emulates bf16
+    pytest.param(WITH_BF16, "0", "fp32", id="avx512_bf16-onednn-off")])
 def test_dtype_auto_picks_bf16_only_where_native_and_records_it(small_data, tmp_path, cpu_flags,
                                                                onednn, picked):
     env = {"DENSENET_CPU_FLAGS": cpu_flags, "TF_ENABLE_ONEDNN_OPTS": onednn}
@@ -64,6 +63,7 @@ def test_dtype_auto_picks_bf16_only_where_native_and_records_it(small_data, tmp_
     assert f", {picked}, " in first_line(rerun)
 
 
+@pytest.mark.smoke
 def test_nchw_is_refused_in_one_line_where_the_cpu_has_no_nchw_kernel(small_data, tmp_path):
     """TF_ENABLE_ONEDNN_OPTS=0 makes any CPU one without oneDNN, as TensorFlow leaves it on a CPU
     without AVX512_VNNI/BF16 or AMX: its Conv2D then has no NCHW kernel."""
@@ -78,6 +78,7 @@ def test_nchw_is_refused_in_one_line_where_the_cpu_has_no_nchw_kernel(small_data
     assert not (tmp_path / "flags.txt").exists()
 
 
+@pytest.mark.smoke
 def test_native_bf16_answer_follows_the_cpu_flags_and_onednn(monkeypatch):
     from launch import hardware
     monkeypatch.setenv("DENSENET_CPU_FLAGS", WITH_BF16.replace("avx512_bf16", "amx_bf16"))
@@ -92,6 +93,7 @@ def test_native_bf16_answer_follows_the_cpu_flags_and_onednn(monkeypatch):
     assert hardware.bf16_support(hpu=True).native
 
 
+@pytest.mark.smoke
 def test_thread_pools_are_each_workers_share_unless_given(monkeypatch):
     from launch import hardware
     cores = len(os.sched_getaffinity(0))
@@ -111,6 +113,7 @@ def test_thread_pools_are_each_workers_share_unless_given(monkeypatch):
         hardware.ThreadPools(None, share, share)
 
 
+@pytest.mark.smoke
 def test_a_worker_sharing_its_host_sizes_tensorflows_pools_to_its_share(small_data, tmp_path):
     """Two workers announced on this host (as horovodrun does) with one process: its pools are
     cores / 2, as TensorFlow itself reports them inside the run (the probe reads them back)."""

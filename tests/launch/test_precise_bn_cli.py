@@ -9,7 +9,6 @@ def common(small_data, model_dir, *extra):
                             "--deterministic", "--dropout_rate=0.1", *extra)
 
 
-@pytest.mark.smoke
 def test_precise_bn_leaves_the_training_stream_alone(small_data, tmp_path):
     """With precise BN on, stop after epoch 1 and resume equals the uninterrupted run: its
     batches come from their own stream and it draws no dropout."""

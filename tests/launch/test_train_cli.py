@@ -13,7 +13,6 @@ common = helpers.tiny_run
 latest_checkpoint = helpers.latest_checkpoint
 
 
-@pytest.mark.smoke
 def test_resume_is_exact(small_data, tmp_path):
     """8 steps straight vs 4 steps, a new process, 4 more: identical weights, slots, step and
     training metrics (deterministic ops and input order)."""

@@ -264,7 +264,6 @@ def trainer_pids(model_dir, launcher_pid):
 
 
 @pytest.mark.slow
-@pytest.mark.smoke
 def test_a_stopped_horovod_worker_ends_the_job_then_rerun_resumes(small_data, tmp_path):
     """kill -STOP of rank 1 (a hung worker): rank 0's watchdog ends it within --stall_timeout +
     60 s with one line, the launcher ends, the last checkpoint still loads, and the same
