@@ -1,9 +1,10 @@
 """Dispatching train steps: one per call, or k inside one tf.function (steps_per_loop); the
 watchdog armed before each wait, time split into waiting for input and computing.
 
-The debugging windows (engine/hooks/windows.py) change how a single step runs: `marking` puts
-profiler annotations around it and waits for it (so that each step holds its own time), and
-`step_function` replaces the step with an instrumented copy (tensor dumps).
+The debugging windows (engine/hooks/windows.py) change how a single step runs: `plain` runs it as
+the plain step (traced before the profile window opens), `marking` puts profiler annotations
+around it and waits for it (so that each step holds its own time), and `step_function` replaces
+the step with an instrumented copy (tensor dumps).
 """
 import time
 
@@ -25,13 +26,14 @@ class StepRunner:
         self.step_seconds = step_seconds  # the measured step time (hooks.Pace), None before
         self.loops = loops
         self.marking = False       # profiler annotations, and a wait for each step
+        self.plain = False         # single steps as the plain step even in a run of loops
         self.step_function = None  # an instrumented copy of the step, or None
         self.slow_steps = False    # the instrumented copy is slower: the long allowance
         self._traced = set()       # the kinds of call (single, loop) already traced
 
     def __call__(self, step: int, steps: int) -> None:
         """Dispatches steps step+1..step+steps; the first call of each kind traces (longer)."""
-        single = steps == 1 and (not self.loops or self.marking
+        single = steps == 1 and (not self.loops or self.plain or self.marking
                                  or self.step_function is not None)
         kind = "single" if single else "loop"
         first = kind not in self._traced

@@ -68,7 +68,11 @@ class ProfileWindow(_Window):
         self.model_dir, self.capture = model_dir, capture
 
     def before_steps(self, step):
+        if step == self.window[0] - 1:
+            self.runner.plain = True  # the plain step, traced here, outside the window
         if not self.capture:
+            if step == self.window[1]:
+                self.runner.plain = False
             return
         if step == self.window[0]:
             tf.profiler.experimental.start(run_format.profiler_logdir(self.model_dir))
@@ -82,6 +86,7 @@ class ProfileWindow(_Window):
     def end(self, step):
         """Ends the capture and records the window's rate and the run segment's first step
         (which lets launch.profile number the Horovod timeline's steps)."""
+        self.runner.plain = False
         if not self.runner.marking:
             return
         tf.profiler.experimental.stop()

@@ -1,6 +1,4 @@
 """--precise_bn_batches and --bn_momentum through the command line."""
-import pytest
-
 from tests import helpers
 
 
