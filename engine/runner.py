@@ -1,10 +1,10 @@
 """Dispatching train steps: one per call, or k inside one tf.function (steps_per_loop); the
 watchdog armed before each wait, time split into waiting for input and computing.
 
-The debugging windows (engine/hooks/windows.py) change how a single step runs: `plain` runs it as
-the plain step (traced before the profile window opens), `marking` puts profiler annotations
-around it and waits for it (so that each step holds its own time), and `step_function` replaces
-the step with an instrumented copy (tensor dumps).
+The debugging windows (engine/hooks/windows.py) change how a single step runs: `plain_until`
+keeps it the plain step up to a window's end (traced at the segment's start), `marking` puts
+profiler annotations around it and waits for it (so that each step holds its own time), and
+`step_function` replaces the step with an instrumented copy (tensor dumps).
 """
 import time
 
@@ -17,8 +17,8 @@ class StepRunner:
     """`loops`: the run calls several steps at a time (steps_per_loop auto or above 1); its
     single steps (the Pace's timed ones, a last step before a boundary) then run as a loop of one,
     so that the net is traced once, not once per kind of call (a DenseNet-121 trace takes
-    seconds). Single steps with `loops` off, or inside a debugging window, run as the plain step:
-    its input wait is timed apart, and the windows mark or replace it."""
+    seconds). Single steps with `loops` off, or up to a debugging window's end, run as the plain
+    step: its input wait is timed apart, and the windows mark or replace it."""
 
     def __init__(self, *, train_step, iterator, meter: observe.Throughput, watch,
                  step_seconds=lambda: None, loops=False):
@@ -26,15 +26,16 @@ class StepRunner:
         self.step_seconds = step_seconds  # the measured step time (hooks.Pace), None before
         self.loops = loops
         self.marking = False       # profiler annotations, and a wait for each step
-        self.plain = False         # single steps as the plain step even in a run of loops
+        self.plain_until = 0       # single steps up to this step: the plain step, loops or not
         self.step_function = None  # an instrumented copy of the step, or None
         self.slow_steps = False    # the instrumented copy is slower: the long allowance
         self._traced = set()       # the kinds of call (single, loop) already traced
 
     def __call__(self, step: int, steps: int) -> None:
         """Dispatches steps step+1..step+steps; the first call of each kind traces (longer)."""
-        single = steps == 1 and (not self.loops or self.plain or self.marking
-                                 or self.step_function is not None)
+        # The same choice on every worker (Horovod matches all-reduces by name): from `loops`
+        # and `plain_until` only, never from what this worker alone does (marking, dumping).
+        single = steps == 1 and (not self.loops or step < self.plain_until)
         kind = "single" if single else "loop"
         first = kind not in self._traced
         self._traced.add(kind)

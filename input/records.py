@@ -118,11 +118,13 @@ _LABEL_CHECK = "input error: label"
 
 def label_error(error):
     """The sentence of `parse`'s label check from a pipeline error, or None if it is not one.
-    tf.debugging.Assert prints its data as [item] [item] ...; this joins them back."""
-    first = str(error).split("\n")[0]
-    if _LABEL_CHECK not in first:
+    tf.debugging.Assert prints its data as [item] [item] ...; this joins them back. Raised
+    inside a tf.function (a loop of steps) the check's line comes after "Graph execution
+    error:" and the node's name."""
+    line = next((line for line in str(error).split("\n") if _LABEL_CHECK in line), None)
+    if line is None:
         return None
-    items = re.findall(r"\[([^\[\]]*)\]", first)
+    items = re.findall(r"\[([^\[\]]*)\]", line)
     items = items[next(i for i, item in enumerate(items) if _LABEL_CHECK in item):]
     text = " ".join(i.strip().removeprefix("b'").strip("'\"") for i in items)
     return text.replace("input error: ", "")

@@ -30,6 +30,10 @@ class _Window(Hook):
 
     def begin(self, step):
         self.segment_first_step = step
+        # Single steps up to the window's end run as the plain step (not as a loop of one) on
+        # every worker: it is traced at the segment's first step, long before the window, and
+        # all workers run the same function, whose all-reduce Horovod matches by name.
+        self.runner.plain_until = max(self.runner.plain_until, self.window[1])
 
     def next_boundary(self, step):
         # The step before the window is a call of its own too: the one-step call is traced
@@ -68,11 +72,7 @@ class ProfileWindow(_Window):
         self.model_dir, self.capture = model_dir, capture
 
     def before_steps(self, step):
-        if step == self.window[0] - 1:
-            self.runner.plain = True  # the plain step, traced here, outside the window
         if not self.capture:
-            if step == self.window[1]:
-                self.runner.plain = False
             return
         if step == self.window[0]:
             tf.profiler.experimental.start(run_format.profiler_logdir(self.model_dir))
@@ -86,7 +86,6 @@ class ProfileWindow(_Window):
     def end(self, step):
         """Ends the capture and records the window's rate and the run segment's first step
         (which lets launch.profile number the Horovod timeline's steps)."""
-        self.runner.plain = False
         if not self.runner.marking:
             return
         tf.profiler.experimental.stop()
