@@ -1,13 +1,14 @@
 """The loop's two debugging windows over a range of steps: a TF profiler capture
 (--profile_steps) and TF debugger tensor dumps (--dump_steps, engine/tensor_dumps.py).
 
-Inside either window steps run one per call (the step before a window too), as the plain
-one-step call on every worker, traced at the segment's first step so that tracing stays outside.
-In the profile window each step is marked for the profile and the host waits for it, so that
-each holds its own time; in the dump window each step is checked, so that a bad step stops the run at once with its ops the last ones in the dump's buffer, and
-the step runs through the freshly traced, instrumented copy of the train step. Each window's
-images/s goes to metrics.jsonl (split PROFILE or TENSOR_DUMPS): its cost, which launch.profile
-and the dump's closing log line state against the intervals outside it.
+Inside either window steps run one per call (the step before a window too), as the plain one-step
+call on every worker, traced at the segment's first step so that tracing stays outside. In the
+profile window each step is marked for the profile and the host waits for it, so that each holds
+its own time; in the dump window each step is checked, so that a bad step stops the run at once
+with its ops the last ones in the dump's buffer, and the step runs through the freshly traced,
+instrumented copy of the train step. Each window's images/s goes to metrics.jsonl (split PROFILE or
+TENSOR_DUMPS): its cost, which launch.profile and the dump's closing log line state against the
+intervals outside it.
 """
 import time
 
