@@ -1,4 +1,4 @@
-"""--dump_tensors: the demo model made to diverge (learning rate 1e4) stops naming the first op
+"""--dump_tensors: a small DenseNet made to diverge (learning rate 1e4) stops naming the first op
 whose output held NaN or Inf, read from TF's debugger dump; TF's own reader (DebugDataReader)
 then finds that op's execution with a non-finite health value. Without dumps the message stays
 as it was."""
@@ -8,9 +8,10 @@ import pytest
 
 from tests import helpers
 
-# The demo model (launch/recipes/demo.flags: DenseNet-121 at 32 px, batch 16) on synthetic
-# input, with an exploding rate: its loss turns NaN/Inf within the dump window.
-DIVERGING = ["--input=synthetic", "--model=densenet121", "--image_size=32", "--dtype=auto",
+# A two-block DenseNet (the full net only adds ops to instrument) on synthetic input, with an
+# exploding rate: its loss turns NaN/Inf within the dump window.
+DIVERGING = ["--input=synthetic", "--model=densenet", "--blocks=2,2", "--growth_rate=8",
+             "--stem_filters=16", "--image_size=32", "--dtype=auto",
              "--batch_size=16", "--num_classes=10", "--warmup_epochs=0", "--initial_lr=1e4",
              "--seed=1", "--epochs=1", "--steps_per_epoch=12", "--validation_steps=0",
              "--log_steps=2"]
