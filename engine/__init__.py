@@ -2,7 +2,7 @@
 controller with hooks).
 Takes plain Python objects; never reads flags."""
 from engine import cadence, distributed, losses, optimizers, schedules
-from engine.checkpoints import ModelDirLock, restore_net
+from engine.checkpoints import ModelDirLock, recorded_slots, restore_net
 from engine.controller import Controller, Hook
 from engine.errors import CheckpointError, EngineError, HeadMismatch, ModelDirLocked, NonFiniteLoss
 from engine.hooks import StopRequested
@@ -11,6 +11,6 @@ from engine.step import EvalStep, TrainStep
 from engine.trainer import TrainConfig, Trainer
 
 __all__ = ["cadence", "distributed", "losses", "optimizers", "schedules", "ModelDirLock",
-           "restore_net", "CheckpointError", "EngineError", "HeadMismatch", "ModelDirLocked",
-           "NonFiniteLoss", "StopRequested", "Trainer", "TrainConfig", "EvalStep", "TrainStep",
-           "Controller", "Hook", "Model"]
+           "recorded_slots", "restore_net", "CheckpointError", "EngineError", "HeadMismatch",
+           "ModelDirLocked", "NonFiniteLoss", "StopRequested", "Trainer", "TrainConfig",
+           "EvalStep", "TrainStep", "Controller", "Hook", "Model"]

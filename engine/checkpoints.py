@@ -118,6 +118,21 @@ class Checkpoints:
         return None
 
 
+def recorded_slots(model_dir: str, resume_from: str = None):
+    """The micro-batch slot count that the run in model_dir (else the `resume_from`
+    checkpoint) recorded in its newest checkpoint; None without one, or one that predates slots
+    or does not read (restoring then says what is wrong)."""
+    path = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints")) or resume_from
+    if not path:
+        return None
+    try:
+        reader = tf.train.load_checkpoint(path)
+        key = "slots/.ATTRIBUTES/VARIABLE_VALUE"
+        return int(reader.get_tensor(key)) if reader.has_tensor(key) else None
+    except Exception:  # noqa: BLE001 - any unreadable checkpoint: the restore reports it
+        return None
+
+
 def restore_averaged_net(net, path: str):
     """Restores into the net the weight average (engine.ema) that a checkpoint of ours holds:
     its weights become the averaged weights and BN statistics. CheckpointError if the file has

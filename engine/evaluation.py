@@ -3,6 +3,8 @@ net's weights and, with a weight average, once more with the average; and the BN
 that evaluation reads (averaged across workers, or recomputed: engine/precise_bn.py)."""
 import time
 
+import tensorflow as tf
+
 from engine import precise_bn, run_format
 from engine.step import EvalStep
 
@@ -75,13 +77,17 @@ class Evaluator:
             return None
         start = time.perf_counter()
         self.watch("recomputing batch-norm statistics", step, long=True)
+        # The training slots' own streams, a micro-batch at a time: the same batches whatever
+        # the worker count.
+        micro_batches = self.train_step.grad_accum_steps
         data = self.data.train_dataset(
             self.local_batch, shard_index=self.backend.rank, num_shards=self.backend.size,
-            seed=precise_bn.stream_seed(self.seed, epoch))
+            seed=precise_bn.stream_seed(self.seed, epoch), micro_batches=micro_batches)
         if self.statistics is None:
             self.statistics = precise_bn.statistics_function(self.train_step.net)
         precise_bn.recompute(self.train_step.net,
-                             (images for images, _ in data.take(self.precise_bn_batches)),
+                             (micro for images, _ in data.take(self.precise_bn_batches)
+                              for micro in tf.split(images, micro_batches)),
                              self.backend, statistics=self.statistics)
         return round(time.perf_counter() - start, 3)
 
@@ -92,7 +98,7 @@ class Evaluator:
         if self.precise_bn_batches or not net.moving_statistics():
             return
         momentum = net.statistics_momentum
-        updates = step * self.train_step.grad_accum_steps
+        updates = step  # one update per step, whatever the micro-batches
         left = precise_bn.unsettled_share(updates, momentum)
         if left is not None:
             self.log(f"warning: after {updates} updates the batch-norm moving averages "

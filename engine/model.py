@@ -26,10 +26,12 @@ class Model(Protocol):
     def __call__(self, images: tf.Tensor, training: bool = False) -> tf.Tensor:
         """float32 logits [N, num_classes] of inference."""
 
-    def forward(self, images: tf.Tensor, *, training: bool,
-                dropout: bool = True) -> tuple[tf.Tensor, tuple]:
+    def forward(self, images: tf.Tensor, *, training: bool, dropout: bool = True,
+                dropout_key=None) -> tuple[tf.Tensor, tuple]:
         """(logits, batch statistics): the statistics only in training, else (); nothing
-        assigned. dropout=False: a training-mode pass without dropout."""
+        assigned. dropout=False: a training-mode pass without dropout. dropout_key: int64 [2],
+        the key of every random draw of the pass (the train step's, from seed, step and
+        slot), so that a micro-batch draws the same whichever worker runs it."""
 
     def moved_statistics(self, batch_statistics: tuple, moving: Sequence = None) -> tuple:
         """The moving statistics one update on from `moving` (default: their current values)."""

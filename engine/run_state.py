@@ -6,6 +6,7 @@ import time
 import tensorflow as tf
 
 from engine import checkpoints, observe
+from engine.errors import CheckpointError
 
 
 class RunState:
@@ -21,18 +22,25 @@ class RunState:
         self.elapsed = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="elapsed")
         # The worker count that wrote a checkpoint: a resume on another count says what changes.
         self.workers = tf.Variable(backend.size, dtype=tf.int64, trainable=False, name="workers")
+        # The run's micro-batch slots (workers x micro-batches): its training math, which a
+        # resume on any worker count that divides it continues exactly.
+        self.slots = tf.Variable(backend.size * train_step.grad_accum_steps, dtype=tf.int64,
+                                 trainable=False, name="slots")
         self._segment_start, self._elapsed_before = time.perf_counter(), 0.0
         ema = train_step.ema
         self.checkpoints = checkpoints.Checkpoints(
             f"{model_dir}/checkpoints", keep=keep_checkpoints, is_chief=backend.is_chief,
-            log=log, optional=("elapsed", "ema", "workers"), net=train_step.net,
+            log=log, optional=("elapsed", "ema", "workers", "slots"), net=train_step.net,
             optimizer=train_step.optimizer, epoch=self.epoch, elapsed=self.elapsed,
-            workers=self.workers, **({"ema": ema} if ema is not None else {}))
+            workers=self.workers, slots=self.slots, **({"ema": ema} if ema is not None else {}))
 
-    def start(self, *, allow_fresh_start=False, resume_from=None, resume_from_epoch=None):
+    def start(self, *, allow_fresh_start=False, resume_from=None, resume_from_epoch=None,
+              allow_redeal=False):
         """Restores the latest checkpoint in model_dir, else `resume_from` (at
         `resume_from_epoch` when given), and broadcasts rank 0's state. Returns (step, the
-        restored path or None, the worker count that wrote it or None)."""
+        restored path or None, the worker count that wrote it or None, its slot count or
+        None). A checkpoint of another slot count is refused unless `allow_redeal`."""
+        slots = self.backend.size * self.train_step.grad_accum_steps
         self.watch("restoring and broadcasting the starting state", 0, long=True)
         self.train_step.build()
         restored = self.checkpoints.restore_latest(allow_fresh_start)
@@ -45,25 +53,35 @@ class RunState:
         # Rank 0's weights, statistics, slots and counters everywhere (one broadcast, before
         # step 1, after the slots exist).
         self.backend.broadcast_variables(self.train_step.shared_variables()
-                                         + [self.epoch, self.elapsed, self.workers])
+                                         + [self.epoch, self.elapsed, self.workers, self.slots])
         ema = self.train_step.ema
         if ema is not None and (not restored or "ema" in self.checkpoints.missing):
             if restored:
                 self.log(f"{restored} holds no weight average: it starts from the restored "
                          f"weights")
             ema.reset()  # from the broadcast weights
-        step, epoch, elapsed, workers = observe.to_host(
-            [self.train_step.optimizer.iterations, self.epoch, self.elapsed, self.workers])
+        step, epoch, elapsed, workers, had_slots = observe.to_host(
+            [self.train_step.optimizer.iterations, self.epoch, self.elapsed, self.workers,
+             self.slots])
         step = int(step)
         self.epoch.assign(step // self.steps_per_epoch)
         self._segment_start, self._elapsed_before = time.perf_counter(), float(elapsed)
-        writers = None
+        writers = written_slots = None
         if restored:
+            if "slots" not in self.checkpoints.missing:
+                written_slots = int(had_slots)
+                if written_slots != slots and not allow_redeal:
+                    raise CheckpointError(
+                        f"{restored} is of a run of {written_slots} micro-batch slots; this "
+                        f"command makes {slots} ({self.backend.size} workers x "
+                        f"{self.train_step.grad_accum_steps} micro-batches): give it the run's "
+                        f"--micro_batch_size, or --allow_redeal to deal new slots")
             self.log(f"resumed from {restored} at step {step}, epoch {int(epoch)}")
             if "workers" not in self.checkpoints.missing:
                 writers = int(workers)
         self.workers.assign(self.backend.size)
-        return step, restored, writers
+        self.slots.assign(slots)
+        return step, restored, writers, written_slots
 
     def restore_for_evaluation(self, path):
         """Restores a checkpoint's net (and weight average) to evaluate it; (step, epoch)."""

@@ -51,15 +51,18 @@ class TrainStep:
     Neither returns anything: metric sums accumulate in `self.metrics`, and the first step whose
     gradients were not finite is kept in `self.nonfinite_step` (-1 while there is none).
 
-    With grad_accum_steps=N, the batch (this worker's share of the global batch) is cut into N
-    micro-batches: their float32 gradients are summed locally and all-reduced once; batch norm
-    normalizes each micro-batch with its own statistics and its moving averages move once per
-    micro-batch, as they would in N smaller steps. With `ema`, the average is updated after
+    The global batch is W x N micro-batch slots (W workers, N = grad_accum_steps); this
+    worker's batch is its slots' micro-batches in order (input.modules.worker_slots: slots r,
+    r + W, ...). Their float32 gradients are summed locally and all-reduced once; batch norm
+    normalizes each micro-batch with its own statistics, and its moving averages move once per
+    step towards the mean of the micro-batches' statistics (averaged across workers before they
+    are read, which is the same mean, so any W x N of the same slots moves them alike). Dropout
+    in slot s of step t draws from (seed, t, s) alone. With `ema`, the average is updated after
     every applied step."""
 
     def __init__(self, *, net, optimizer, backend, lr_fn: Callable, weight_decay: float = 0.0,
                  weight_decay_mode: str = "all", label_smoothing: float = 0.0,
-                 grad_accum_steps: int = 1, ema=None, jit_compile: bool = False):
+                 grad_accum_steps: int = 1, ema=None, jit_compile: bool = False, seed: int = 0):
         if grad_accum_steps < 1:
             raise ValueError(f"grad_accum_steps must be at least 1, not {grad_accum_steps}")
         self.net, self.optimizer, self.backend, self.lr_fn = net, optimizer, backend, lr_fn
@@ -67,7 +70,7 @@ class TrainStep:
         self.penalized = ([] if weight_decay_mode == "decoupled"
                           else losses.regularized_variables(net, weight_decay_mode))
         self.weight_decay, self.label_smoothing = weight_decay, label_smoothing
-        self.grad_accum_steps, self.ema = grad_accum_steps, ema
+        self.grad_accum_steps, self.ema, self.seed = grad_accum_steps, ema, seed
         self.metrics = Metrics("train_metrics")
         self.nonfinite_step = tf.Variable(-1, dtype=tf.int64, trainable=False,
                                           name="nonfinite_step")
@@ -112,11 +115,19 @@ class TrainStep:
         that instruments ops as they are traced (the debugger's tensor dumps)."""
         return tf.function(self._step, jit_compile=self._jit_compile)
 
-    def _gradients(self, images, labels, scale):
+    def _slot_key(self, micro_batch):
+        """The key of every draw of this step's micro-batch `micro_batch` (int tensor): from
+        (seed, step, slot), so that whichever worker runs a slot draws alike."""
+        slot = self.backend.rank + micro_batch * self.backend.size
+        step_key = tf.stack([tf.constant(self.seed, tf.int64),
+                             tf.cast(self.optimizer.iterations, tf.int64)])
+        return tf.random.experimental.stateless_fold_in(step_key, tf.cast(slot, tf.int64))
+
+    def _gradients(self, images, labels, scale, key):
         """Gradients of scale * (mean data loss + L2 penalty), the batch statistics, and the
-        metric sums [loss, top-1, top-5, examples] of one (micro-)batch."""
+        metric sums [loss, top-1, top-5, examples] of one (micro-)batch; `key` its draws'."""
         with tf.GradientTape() as tape, tf.name_scope(FORWARD):
-            logits, batch_statistics = self.net.forward(images, training=True)
+            logits, batch_statistics = self.net.forward(images, training=True, dropout_key=key)
             per_example = losses.cross_entropy(logits, labels, self.net.num_classes,
                                                self.label_smoothing)
             data_loss = tf.reduce_mean(per_example)
@@ -133,13 +144,13 @@ class TrainStep:
 
     def _one_batch(self, images, labels):
         """Gradients, the moving statistics they lead to (not assigned) and metric sums."""
-        grads, batch_statistics, sums = self._gradients(images, labels, 1.0)
+        grads, batch_statistics, sums = self._gradients(images, labels, 1.0, self._slot_key(0))
         return grads, self.net.moved_statistics(batch_statistics), sums
 
     def _accumulated(self, images, labels):
         """The summed gradients of N micro-batches, the moving statistics they lead to (one
-        update per micro-batch, not assigned), and the metric sums; one micro-batch in memory
-        at a time."""
+        update towards their mean statistics, not assigned), and the metric sums; one
+        micro-batch in memory at a time."""
         n = self.grad_accum_steps
         if images.shape[0] % n:
             raise ValueError(f"a batch of {images.shape[0]} does not split into {n} "
@@ -147,16 +158,17 @@ class TrainStep:
         images = tf.reshape(images, [n, images.shape[0] // n, *images.shape[1:]])
         labels = tf.reshape(labels, [n, labels.shape[0] // n, *labels.shape[1:]])
 
-        def body(i, grads, moving, sums):
-            g, batch_statistics, s = self._gradients(images[i], labels[i], 1.0 / n)
+        def body(i, grads, statistics, sums):
+            g, batch_statistics, s = self._gradients(images[i], labels[i], 1.0 / n,
+                                                     self._slot_key(i))
             return (i + 1, [a + b for a, b in zip(grads, g)],
-                    list(self.net.moved_statistics(batch_statistics, moving)),
+                    [a + b / n for a, b in zip(statistics, batch_statistics)],
                     [a + b for a, b in zip(sums, s)])
 
         start = (tf.constant(0), [tf.zeros_like(v) for v in self.variables],
-                 [v.read_value() for v in self.net.moving_statistics()], [tf.constant(0.0)] * 4)
-        _, grads, moving, sums = tf.while_loop(lambda i, *_: i < n, body, start)
-        return grads, moving, sums
+                 [tf.zeros_like(v) for v in self.net.moving_statistics()], [tf.constant(0.0)] * 4)
+        _, grads, statistics, sums = tf.while_loop(lambda i, *_: i < n, body, start)
+        return grads, self.net.moved_statistics(tuple(statistics)), sums
 
     def _step(self, images, labels):
         accumulate = self._accumulated if self.grad_accum_steps > 1 else self._one_batch

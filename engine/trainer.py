@@ -39,6 +39,7 @@ class TrainConfig:
     allow_fresh_start: bool = False
     progress: bool = False                   # a live progress line on a terminal
     precise_bn_batches: int = 0              # BN statistics recomputed before evaluating
+    allow_redeal: bool = False               # resume a checkpoint of another slot count
 
 
 class _NoWatchdog:
@@ -80,16 +81,18 @@ class Trainer:
 
     def train(self):
         cfg = self.config
-        step, _, writers = self.state.start(
+        step, _, writers, slots = self.state.start(
             allow_fresh_start=cfg.allow_fresh_start,
-            resume_from=cfg.resume_from_checkpoint_path, resume_from_epoch=cfg.resume_from_epoch)
+            resume_from=cfg.resume_from_checkpoint_path, resume_from_epoch=cfg.resume_from_epoch,
+            allow_redeal=cfg.allow_redeal)
         if writers is not None and writers != self.backend.size:
-            self.log(self._worker_change_note(writers))
+            self.log(self._worker_change_note(writers, redealt=slots != self.slots))
         self.recorder.truncate_after(step)
         self.evaluator.evaluate_if_missing(step, cfg.steps_per_epoch)
         iterator = iter(self.data.train_dataset(
             self.local_batch, shard_index=self.backend.rank, num_shards=self.backend.size,
-            seed=cfg.seed, start_example=step * self.local_batch))
+            seed=cfg.seed, start_example=step * self.local_batch,
+            micro_batches=self.train_step.grad_accum_steps))
         meter = observe.Throughput(cfg.batch_size)
         pace = hooks.Pace(agree=self._agreed_seconds, stop_within=cfg.stop_within,
                           steps_per_call=cfg.steps_per_loop, log=self.log)
@@ -141,9 +144,19 @@ class Trainer:
         """The workers' average of a time each measured, the same on every worker."""
         return float(observe.to_host(self.backend.average([tf.constant(seconds)]))[0])
 
-    def _worker_change_note(self, before):
+    @property
+    def slots(self):
+        """The run's micro-batch slots: workers x micro-batches per worker."""
+        return self.backend.size * self.train_step.grad_accum_steps
+
+    def _worker_change_note(self, before, *, redealt):
         """What resuming on another worker count changes (one line)."""
         now = self.backend.size
+        if not redealt:
+            n = self.train_step.grad_accum_steps
+            return (f"resuming on {now} worker{'s' * (now > 1)} a run that {before} worker"
+                    f"{'s' * (before > 1)} checkpointed: its {self.slots} micro-batch slots "
+                    f"now run {n} per worker; the run goes on exactly as it would have")
         return (f"resuming on {now} worker{'s' * (now > 1)} a run that {before} worker"
                 f"{'s' * (before > 1)} checkpointed: each worker now takes "
                 f"{self.local_batch} of the {self.config.batch_size} examples per step from "

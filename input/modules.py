@@ -2,9 +2,11 @@
 `synthetic` (random tensors on the device, no I/O).
 
 Every module offers, for this worker (shard_index of num_shards):
-    train_dataset(batch_size, shard_index=, num_shards=, seed=, start_example=) -> endless
-        (images float32 [B, S, S, 3], labels [B] int32 0-based) batches; with `mixing`
-        (mixup/CutMix), soft targets [B, num_classes] float32 instead of the labels
+    train_dataset(batch_size, shard_index=, num_shards=, seed=, start_example=,
+        micro_batches=) -> endless (images float32 [B, S, S, 3], labels [B] int32 0-based)
+        batches; with `mixing` (mixup/CutMix), soft targets [B, num_classes] float32 instead of
+        the labels. Each batch is `micro_batches` micro-batches of the run's slots (see
+        `worker_slots`), each slot's stream a function of (seed, slot, position) alone.
     eval_dataset(batch_size, shard_index=, num_shards=) -> one exact pass of
         (images, labels, mask) batches; eval_batches(batch_size, num_shards) of them
     num_examples(split), num_classes, class_names (or None)
@@ -24,6 +26,34 @@ from input.options import InputOptions
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 SPLITS = ("train", "validation")
+
+
+def worker_slots(shard_index, num_shards, micro_batches):
+    """The slots whose micro-batches worker `shard_index` of `num_shards` runs, in order: a
+    run's global batch is num_shards x micro_batches fixed slots, and worker r runs slots r,
+    r + W, r + 2W, ... (W workers). Any W that divides the slot count runs the same slots."""
+    return [shard_index + i * num_shards for i in range(micro_batches)]
+
+
+def slot_batches(slot_stream, batch_size, *, shard_index, num_shards, start_example,
+                 micro_batches):
+    """This worker's batches: one micro-batch of each of its slots, in slot order, joined.
+
+    slot_stream(micro, slot, num_slots, start_example) -> (images, targets) micro-batches of
+    one slot, `start_example` being the examples that slot already gave (a resume);
+    start_example here counts this worker's (all its slots')."""
+    if batch_size % micro_batches:
+        raise ValueError(f"a batch of {batch_size} does not split into {micro_batches} "
+                         f"micro-batches")
+    micro, num_slots = batch_size // micro_batches, num_shards * micro_batches
+    streams = [slot_stream(micro, slot, num_slots, start_example // micro_batches)
+               for slot in worker_slots(shard_index, num_shards, micro_batches)]
+    if len(streams) == 1:
+        return streams[0]
+
+    def join(*parts):
+        return tuple(tf.concat(list(pieces), 0) for pieces in zip(*parts))
+    return tf.data.Dataset.zip(tuple(streams)).map(join).prefetch(pipeline.AUTOTUNE)
 
 
 def _mixed(batches, mixing, *, num_classes, seed, worker, first_batch):
@@ -73,13 +103,18 @@ class _FileBacked:
         paths = self.source(split).paths
         return [(paths.index(path), index) for path, index, _ in self.bad_examples(split)]
 
-    def train_dataset(self, batch_size, *, shard_index=0, num_shards=1, seed=0, start_example=0):
-        batches = pipeline.train_dataset(
-            self.source("train"), batch_size=batch_size, shard_index=shard_index,
-            num_shards=num_shards, seed=seed, start_example=start_example,
-            skip_examples=self._skip_examples("train"), options=self.options)
-        return _mixed(batches, self.mixing, num_classes=self.num_classes, seed=seed,
-                      worker=shard_index, first_batch=start_example // batch_size)
+    def train_dataset(self, batch_size, *, shard_index=0, num_shards=1, seed=0, start_example=0,
+                      micro_batches=1):
+        def slot_stream(micro, slot, num_slots, start):
+            batches = pipeline.train_dataset(
+                self.source("train"), batch_size=micro, shard_index=slot, num_shards=num_slots,
+                seed=seed, start_example=start, skip_examples=self._skip_examples("train"),
+                options=self.options)
+            return _mixed(batches, self.mixing, num_classes=self.num_classes, seed=seed,
+                          worker=slot, first_batch=start // micro)
+        return slot_batches(slot_stream, batch_size, shard_index=shard_index,
+                            num_shards=num_shards, start_example=start_example,
+                            micro_batches=micro_batches)
 
     def eval_dataset(self, batch_size, *, shard_index=0, num_shards=1):
         return pipeline.eval_dataset(
@@ -221,10 +256,16 @@ class Synthetic:
                                              tf.int32)
         return images, labels
 
-    def train_dataset(self, batch_size, *, shard_index=0, num_shards=1, seed=0, start_example=0):
-        batches = tf.data.Dataset.from_tensors(self._batch(batch_size, seed + shard_index))
-        return _mixed(batches.repeat(), self.mixing, num_classes=self.num_classes, seed=seed,
-                      worker=shard_index, first_batch=start_example // batch_size)
+    def train_dataset(self, batch_size, *, shard_index=0, num_shards=1, seed=0, start_example=0,
+                      micro_batches=1):
+        def slot_stream(micro, slot, num_slots, start):
+            del num_slots  # every slot repeats its own batch
+            batches = tf.data.Dataset.from_tensors(self._batch(micro, seed + slot))
+            return _mixed(batches.repeat(), self.mixing, num_classes=self.num_classes,
+                          seed=seed, worker=slot, first_batch=start // micro)
+        return slot_batches(slot_stream, batch_size, shard_index=shard_index,
+                            num_shards=num_shards, start_example=start_example,
+                            micro_batches=micro_batches)
 
     def eval_batches(self, batch_size, num_shards=1):
         counts = [self._counts["validation"]]

@@ -9,8 +9,9 @@ Training: units sharded by worker before any shuffle (records, by their place in
 when there are fewer units than workers) -> per data-epoch unit order shuffled from
 (seed, epoch) -> parallel interleave of readers -> shuffle buffer -> parallel decode and augment
 with a per-example seed -> batch with drop_remainder -> prefetch. The stream is a pure function
-of (seed, example number) when `deterministic`, so a resumed run picks up exactly where it
-stopped (`start_example`).
+of (seed, shard, example number) when `deterministic`, so a resumed run picks up exactly where
+it stopped (`start_example`). The engine's shards are its slots (input/modules.py): a worker
+runs one such stream per micro-batch slot it owns.
 
 Evaluation: one pass over every example, split across workers with no overlap, no shuffle, no
 repeat; each worker pads to the same number of batches and yields a mask (1 real, 0 padding).
@@ -123,8 +124,12 @@ def train_dataset(source, *, batch_size: int, shard_index: int = 0, num_shards: 
     def decode(number, element):
         unit, index, payload = element
         encoded, label = source.parse(unit, index, payload)
+        # Keyed by the shard too: the shards' streams count their examples alike, and without
+        # it example k of every shard would be cropped, flipped and augmented the same way.
+        example_seed = tf.random.experimental.stateless_fold_in(
+            tf.stack([tf.cast(seed, tf.int64), number]), shard_index)
         image = preprocessing.train_image(
-            encoded, options.image_size, tf.stack([tf.cast(seed, tf.int64), number]),
+            encoded, options.image_size, example_seed,
             options.preprocessing, randaugment=options.randaugment,
             random_erasing=options.random_erasing)
         return image, label

@@ -120,6 +120,8 @@ def build(fv, *, backend, cleanup, log):
     if fv.deterministic:
         tf.config.experimental.enable_op_determinism()
     tf.random.set_seed(seed)
+    plan = objects.slot_plan(fv, workers=backend.size, recorded=engine.recorded_slots(
+        fv.model_dir, fv.resume_from_checkpoint_path))
     if backend.is_chief:
         cleanup.callback(engine.ModelDirLock(fv.model_dir).release)
     pools = thread_pools(fv)
@@ -130,7 +132,7 @@ def build(fv, *, backend, cleanup, log):
             path, index, reason = bad[0]
             log(f"skipping {len(bad)} bad {split} example(s), first {path} record {index}: "
                 f"{reason}")
-    resolved = objects.resolve(fv, seed=seed, data=data, dtype=dtype)
+    resolved = objects.resolve(fv, seed=seed, data=data, dtype=dtype, slots=plan.slots)
     if backend.is_chief:
         train_flags.write_flagfile(os.path.join(fv.model_dir, "flags.txt"), fv, resolved)
         run_dir.write_machine(fv.model_dir, {
@@ -138,7 +140,8 @@ def build(fv, *, backend, cleanup, log):
             "bf16_missing": support.missing, "onednn": hardware.onednn_enabled(), "dtype": dtype,
             "threads": dataclasses.asdict(pools)})
     net = objects.net(fv, resolved)
-    step = objects.train_step(fv, model=net, backend=backend, resolved=resolved)
+    step = objects.train_step(fv, model=net, backend=backend, resolved=resolved,
+                              micro_batches=plan.micro_batches)
     guard = objects.stall_watchdog(fv, backend.rank)
     if guard:
         cleanup.callback(guard.stop)
@@ -147,7 +150,9 @@ def build(fv, *, backend, cleanup, log):
                              tensor_dumps=objects.tensor_dumps(fv, backend.rank), log=log)
     picked = f"{dtype} (--dtype=auto)" if fv.dtype == "auto" else dtype
     log(f"{fv.model} ({nets.parameter_count(net):,} parameters), {picked}, {backend.name}, "
-        f"global batch {fv.batch_size}, {resolved.steps_per_epoch} steps/epoch, {fv.epochs} "
+        f"global batch {fv.batch_size} in {plan.slots} micro-batch slot"
+        f"{'s' * (plan.slots > 1)} ({plan.micro_batches} per worker), "
+        f"{resolved.steps_per_epoch} steps/epoch, {fv.epochs} "
         f"epochs, seed {seed}" + (f"; {pools.describe()}" if pools.describe() else ""))
     return trainer, data
 

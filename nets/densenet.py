@@ -178,8 +178,9 @@ class DenseNet(tf.Module):
             self.classifier = layers.Dense(channels, num_classes, seed=seeds(),
                                            name="predictions")
             self.num_features = channels
-            # Dropout masks differ every step yet replay exactly after a resume: the generator's
-            # state is a variable that checkpoints hold.
+            # For a training-mode call given no dropout_key (the engine always gives one): its
+            # masks differ every call yet replay after a resume, the generator's state being a
+            # variable that checkpoints hold.
             self.dropout_rng = (tf.random.Generator.from_seed(seed) if dropout_rate else None)
 
     def features(self, images, training=False):
@@ -193,13 +194,16 @@ class DenseNet(tf.Module):
     def __call__(self, images, training=False):
         return self.classifier(self.features(images, training))
 
-    def forward(self, images, *, training, dropout=True):
+    def forward(self, images, *, training, dropout=True, dropout_key=None):
         """(logits, batch statistics), updating nothing. In training the statistics are a
         tuple of tensors, (mean, variance) per batch norm in the order of `moving_statistics()`
         (in inference, ()), for `moved_statistics`: a caller can then apply them conditionally
         (a train step that refuses a non-finite update refuses these too). dropout=False: a
-        training-mode pass without dropout that leaves the dropout generator untouched."""
-        pooled, statistics = self.forward_features(images, training=training, dropout=dropout)
+        training-mode pass without dropout that leaves the dropout generator untouched.
+        dropout_key: int64 [2], the masks' stateless key (e.g. from run seed, step and slot);
+        without it they come from the net's own generator."""
+        pooled, statistics = self.forward_features(images, training=training, dropout=dropout,
+                                                   dropout_key=dropout_key)
         return self.classifier(pooled), statistics
 
     @property
@@ -219,10 +223,13 @@ class DenseNet(tf.Module):
         for variable, value in zip(self.moving_statistics(), values):
             variable.assign(value)
 
-    def forward_features(self, images, *, training, dropout=True):
+    def forward_features(self, images, *, training, dropout=True, dropout_key=None):
         """(pooled features, batch statistics as `forward` returns them)."""
         num_dropouts = 2 * sum(self.blocks) + len(self.transitions)
-        if training and dropout and self.dropout_rate:
+        if training and dropout and self.dropout_rate and dropout_key is not None:
+            dropout_seeds = tf.unstack(tf.random.experimental.stateless_split(
+                tf.cast(dropout_key, tf.int64), num_dropouts))
+        elif training and dropout and self.dropout_rate:
             dropout_seeds = tf.unstack(self.dropout_rng.make_seeds(num_dropouts), axis=1)
         else:
             dropout_seeds = [None] * num_dropouts

@@ -64,7 +64,8 @@ def _register_validators(fv):
                  "stall_timeout_long", "stop_within", "validation_freq"):
         positive(name)
     for name in ("steps_per_epoch", "checkpoint_steps", "save_summary_steps", "num_classes",
-                 "intra_op_threads", "inter_op_threads", "dataset_private_threads"):
+                 "micro_batch_size", "intra_op_threads", "inter_op_threads",
+                 "dataset_private_threads"):
         positive_or_none(name)
     check("steps_per_loop", lambda v: objects.steps_per_loop(v) is not None,
           "--steps_per_loop must be auto or a positive integer")
@@ -105,10 +106,13 @@ def _register_validators(fv):
     multi(["batch_size"],
           lambda v: v["batch_size"] % distributed.launcher_world_size() == 0,
           "--batch_size must be divisible by the number of workers")
-    multi(["batch_size", "grad_accum_steps"],
-          lambda v: v["batch_size"] % (distributed.launcher_world_size()
-                                       * v["grad_accum_steps"]) == 0,
+    multi(["batch_size", "grad_accum_steps", "micro_batch_size"],
+          lambda v: v["micro_batch_size"] or v["batch_size"] % (
+              distributed.launcher_world_size() * v["grad_accum_steps"]) == 0,
           "--batch_size must be divisible by workers x --grad_accum_steps")
+    multi(["batch_size", "micro_batch_size"],
+          lambda v: not v["micro_batch_size"] or v["batch_size"] % v["micro_batch_size"] == 0,
+          "--batch_size must be a multiple of --micro_batch_size")
     multi(["resume_from_epoch", "resume_from_checkpoint_path"],
           lambda v: not v["resume_from_epoch"] or v["resume_from_checkpoint_path"] is not None,
           "--resume_from_epoch needs --resume_from_checkpoint_path")

@@ -27,6 +27,49 @@ class Resolved:
     num_classes: int
     steps_per_epoch: int
     dtype: str  # --dtype=auto resolved: fp32 or bf16
+    micro_batch_size: int  # batch_size / the run's slots
+    # Derived from the slots and the worker count, so flags.txt leaves it out (None) and reruns
+    # on any count that divides the slots.
+    grad_accum_steps: Optional[int] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class SlotPlan:
+    """The run's micro-batch slots and what this worker count makes of them."""
+    slots: int            # S: the global batch in micro-batches, fixed for the run
+    micro_batches: int    # per worker and step: S / workers
+    redealt: bool = False  # --allow_redeal gave new slots to a run recorded with others
+
+
+def slot_plan(fv: flags.FlagValues, *, workers: int, recorded: Optional[int]) -> SlotPlan:
+    """The slots of this run: --micro_batch_size's, else the slots its checkpoints recorded
+    (`recorded`), else workers x --grad_accum_steps; refused in one line when `workers` does
+    not divide them (unless --allow_redeal) or the flags contradict them."""
+    given = fv.batch_size // fv.micro_batch_size if fv.micro_batch_size else None
+    slots = given or recorded or workers * fv.grad_accum_steps
+    redealt = False
+    if recorded and slots != recorded and not fv.allow_redeal:
+        raise CommandError(
+            f"--micro_batch_size={fv.micro_batch_size} makes {slots} micro-batch slots, but the "
+            f"run being resumed has {recorded} (micro-batch {fv.batch_size // recorded}): drop "
+            f"the flag to continue it, or use another --model_dir")
+    if slots % workers or fv.batch_size % slots:
+        if not fv.allow_redeal or given:
+            counts = [d for d in range(1, slots + 1) if slots % d == 0]
+            raise CommandError(
+                f"{workers} workers do not divide this run's {slots} micro-batch slots "
+                f"(--batch_size={fv.batch_size} in micro-batches of "
+                f"{fv.batch_size // slots}): run it on a worker count that divides {slots} "
+                f"({', '.join(map(str, counts))})"
+                + ("" if given else ", or pass --allow_redeal to deal new slots"))
+        slots, redealt = workers * fv.grad_accum_steps, True
+    micro_batches = slots // workers
+    if given and fv["grad_accum_steps"].present and fv.grad_accum_steps != micro_batches:
+        raise CommandError(
+            f"--grad_accum_steps={fv.grad_accum_steps} contradicts --micro_batch_size="
+            f"{fv.micro_batch_size}: {slots} slots on {workers} workers are {micro_batches} "
+            f"micro-batches each; drop --grad_accum_steps")
+    return SlotPlan(slots=slots, micro_batches=micro_batches, redealt=redealt)
 
 
 def input_options(fv: flags.FlagValues, *,
@@ -57,7 +100,7 @@ def input_module(fv: flags.FlagValues, *, private_threads: Optional[int] = None)
                         num_classes=fv.num_classes, mixing=batch_mixing(fv))
 
 
-def resolve(fv: flags.FlagValues, *, seed: int, data, dtype: str) -> Resolved:
+def resolve(fv: flags.FlagValues, *, seed: int, data, dtype: str, slots: int) -> Resolved:
     steps = fv.steps_per_epoch
     if steps is None:
         steps = data.num_examples("train") // fv.batch_size
@@ -65,7 +108,7 @@ def resolve(fv: flags.FlagValues, *, seed: int, data, dtype: str) -> Resolved:
             raise CommandError(f"--batch_size {fv.batch_size} is larger than the "
                                f"{data.num_examples('train')} training examples")
     return Resolved(seed=seed, num_classes=fv.num_classes or data.num_classes,
-                    steps_per_epoch=steps, dtype=dtype)
+                    steps_per_epoch=steps, dtype=dtype, micro_batch_size=fv.batch_size // slots)
 
 
 def net_options(fv: flags.FlagValues, *, seed: int = 0, num_classes: int = None,
@@ -103,7 +146,8 @@ def net(fv: flags.FlagValues, resolved: Resolved):
     return model
 
 
-def train_step(fv: flags.FlagValues, *, model, backend, resolved: Resolved):
+def train_step(fv: flags.FlagValues, *, model, backend, resolved: Resolved,
+               micro_batches: int):
     """The train step, which owns the net, the optimizer and the weight average."""
     decoupled = fv.weight_decay if fv.weight_decay_mode == "decoupled" else 0.0
     lr_fn = schedules.build(fv.lr_schedule, initial_lr=fv.initial_lr,
@@ -113,9 +157,9 @@ def train_step(fv: flags.FlagValues, *, model, backend, resolved: Resolved):
         net=model, optimizer=optimizers.build(fv.optimizer, decoupled_weight_decay=decoupled),
         backend=backend, lr_fn=lr_fn, weight_decay=fv.weight_decay,
         weight_decay_mode=fv.weight_decay_mode, label_smoothing=fv.label_smoothing,
-        grad_accum_steps=fv.grad_accum_steps,
+        grad_accum_steps=micro_batches,
         ema=ema.WeightEma(model, fv.ema_decay) if fv.ema_decay else None,
-        jit_compile=fv.jit_compile)
+        jit_compile=fv.jit_compile, seed=resolved.seed)
 
 
 def train_config(fv: flags.FlagValues, resolved: Resolved) -> engine.TrainConfig:
@@ -134,7 +178,7 @@ def train_config(fv: flags.FlagValues, resolved: Resolved) -> engine.TrainConfig
         resume_from_epoch=fv.resume_from_epoch if fv.resume_from_checkpoint_path else None,
         allow_fresh_start=fv.allow_fresh_start,
         progress=fv.progress is not False and sys.stdout.isatty(),
-        precise_bn_batches=fv.precise_bn_batches)
+        precise_bn_batches=fv.precise_bn_batches, allow_redeal=fv.allow_redeal)
 
 
 def stall_watchdog(fv: flags.FlagValues, rank: int):

@@ -16,8 +16,8 @@ class Linear(tf.Module):
 
     statistics_momentum = 0.0  # no moving statistics to move
 
-    def forward(self, images, *, training, dropout=True):
-        del training, dropout
+    def forward(self, images, *, training, dropout=True, dropout_key=None):
+        del training, dropout, dropout_key
         flat = tf.reshape(images, [tf.shape(images)[0], -1])
         return flat @ self.kernel + self.bias, ()
 

@@ -54,3 +54,34 @@ def test_one_gradient_allreduce_per_optimizer_step(tmp_path):
     assert len(gradient_tensors) == 2, names  # the kernel's and the bias's gradient
     for name in gradient_tensors:
         assert reductions[names[name]].count("ALLREDUCE") == 3, (name, reductions)
+
+
+def test_moving_statistics_move_once_towards_the_micro_batches_mean():
+    """4 micro-batches, dropout on: the step moves every BN moving statistic once, towards the
+    mean of the micro-batches' own statistics (what W workers x N micro-batches give for any W,
+    once the workers' statistics are averaged); the micro-batches' dropout masks are those of
+    keys (seed, step, slot): forward passes given those keys reproduce the statistics."""
+    import tensorflow as tf
+
+    import nets
+    from engine import distributed, optimizers
+    from engine.step import TrainStep
+    net = nets.build("densenet", num_classes=4, blocks=(1, 1), growth_rate=4, stem_filters=8,
+                     seed=3, dropout_rate=0.3)
+    step = TrainStep(net=net, optimizer=optimizers.build("sgd"),
+                     backend=distributed.SingleProcess(), lr_fn=lambda s: tf.constant(0.0),
+                     grad_accum_steps=4, seed=11)
+    step.build()
+    images = tf.random.stateless_uniform([8, 32, 32, 3], (1, 2))
+    labels = tf.constant([0, 1, 2, 3, 0, 1, 2, 3])
+    before = [v.numpy() for v in net.moving_statistics()]
+    micro = [net.forward(images[2 * i:2 * i + 2], training=True,
+                         dropout_key=tf.random.experimental.stateless_fold_in(
+                             tf.constant([11, 0], tf.int64), tf.constant(i, tf.int64)))[1]
+             for i in range(4)]
+    step(images, labels)
+    momentum = net.statistics_momentum
+    for k, (variable, start) in enumerate(zip(net.moving_statistics(), before)):
+        mean = np.mean([m[k].numpy() for m in micro], axis=0)
+        np.testing.assert_allclose(variable.numpy(), momentum * start + (1 - momentum) * mean,
+                                   rtol=1e-5, atol=1e-7)

@@ -59,8 +59,9 @@ class Batches:
         self.nan_from_step = nan_from_step
         self.num_classes = 4
 
-    def train_dataset(self, batch_size, *, shard_index=0, num_shards=1, seed=0, start_example=0):
-        data = self.inner.train_dataset(batch_size, seed=seed)
+    def train_dataset(self, batch_size, *, shard_index=0, num_shards=1, seed=0, start_example=0,
+                      micro_batches=1):
+        data = self.inner.train_dataset(batch_size, seed=seed, micro_batches=micro_batches)
         if self.nan_from_step is None:
             return data
         first = start_example // batch_size

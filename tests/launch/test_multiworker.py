@@ -53,11 +53,11 @@ def test_evaluation_is_the_same_with_one_and_two_workers(two_worker_run, small_d
     np.testing.assert_allclose(one[0]["loss"], two[0]["loss"], rtol=1e-5)
 
 
-def test_resuming_on_another_number_of_workers_says_what_changes(two_worker_run, small_data,
-                                                                 tmp_path):
-    """The 2-worker run's checkpoint (step 6, inside the 10-step pass over the 80 training
-    examples) resumes on 1 worker at step 6, and says in one line that the rest of that pass is
-    dealt differently; a later resume on the same count says nothing of the kind."""
+def test_resuming_on_another_number_of_workers_continues_the_slots(two_worker_run, small_data,
+                                                                  tmp_path):
+    """The 2-worker run's checkpoint (2 slots, step 6) resumes on 1 worker, which runs both
+    slots and says so in one line; a later resume on the same count says nothing of the kind;
+    --micro_batch_size that would make other slots is refused in one line."""
     import shutil
     model_dir = tmp_path / "run"
     shutil.copytree(two_worker_run[0], model_dir)
@@ -65,12 +65,51 @@ def test_resuming_on_another_number_of_workers_says_what_changes(two_worker_run,
             "--steps_per_epoch=3", "--validation_steps=0"]
     out = helpers.run_train([*args, "--epochs=3"]).stdout
     notes = [line for line in out.splitlines() if "checkpointed" in line]
-    assert "at step 6, epoch 2" in out, out
-    assert notes == ["resuming on 1 worker a run that 2 workers checkpointed: each worker now "
-                     "takes 8 of the 8 examples per step from its own shard; the rest of the "
-                     "interrupted pass over the training data is dealt from the new shards' "
-                     "order, so until it ends some examples may come twice and others not at "
-                     "all; later passes see each example once"], out
+    assert "at step 6, epoch 2" in out and "in 2 micro-batch slots (2 per worker)" in out, out
+    assert notes == ["resuming on 1 worker a run that 2 workers checkpointed: its 2 "
+                     "micro-batch slots now run 2 per worker; the run goes on exactly as it "
+                     "would have"], out
     assert [r["step"] for r in helpers.metrics(model_dir, "train")][-2:] == [8, 9]
     again = helpers.run_train([*args, "--epochs=4"]).stdout
     assert "at step 9, epoch 3" in again and "checkpointed" not in again, again
+    before = sorted(os.listdir(model_dir / "checkpoints"))
+    refused = helpers.run_train([*args, "--epochs=5", "--micro_batch_size=2"], check=False)
+    assert refused.returncode == 1 and refused.stderr.strip().splitlines() == [
+        "train: --micro_batch_size=2 makes 4 micro-batch slots, but the run being resumed has "
+        "2 (micro-batch 4): drop the flag to continue it, or use another --model_dir"]
+    assert sorted(os.listdir(model_dir / "checkpoints")) == before
+
+
+def test_a_worker_count_that_does_not_divide_the_slots_is_refused(small_data, tmp_path):
+    """3 slots on 2 workers, or a 1-slot run resumed on 2: one line naming the slots and the
+    counts that work, exit 1, nothing written; --allow_redeal deals new slots, saying what
+    that changes."""
+    odd = horovodrun_unchecked([f"--dataset_dir={small_data}", f"--model_dir={tmp_path / 'odd'}",
+                                *TINY, "--batch_size=6", "--micro_batch_size=2", "--epochs=1"])
+    assert odd.returncode != 0
+    assert ("train: 2 workers do not divide this run's 3 micro-batch slots (--batch_size=6 in "
+            "micro-batches of 2): run it on a worker count that divides 3 (1, 3)"
+            ) in odd.stderr, odd.stderr[-2000:]
+    assert not os.path.exists(tmp_path / "odd")
+    args = [f"--dataset_dir={small_data}", f"--model_dir={tmp_path / 'one'}", *TINY,
+            "--steps_per_epoch=3", "--validation_steps=0", "--seed=2"]
+    helpers.run_train([*args, "--epochs=1"])
+    before = sorted(os.listdir(tmp_path / "one" / "checkpoints"))
+    refused = horovodrun_unchecked([*args, "--epochs=2"])
+    assert refused.returncode != 0
+    assert ("train: 2 workers do not divide this run's 1 micro-batch slots (--batch_size=8 in "
+            "micro-batches of 8): run it on a worker count that divides 1 (1), or pass "
+            "--allow_redeal to deal new slots") in refused.stderr, refused.stderr[-2000:]
+    assert sorted(os.listdir(tmp_path / "one" / "checkpoints")) == before
+    redealt = horovodrun([*args, "--epochs=2", "--allow_redeal"]).stdout
+    assert ("resuming on 2 workers a run that 1 worker checkpointed: each worker now takes 4 "
+            "of the 8 examples per step from its own shard; the rest of the interrupted pass "
+            "over the training data is dealt from the new shards' order") in redealt, redealt
+
+
+def horovodrun_unchecked(args, timeout=400):
+    import subprocess
+    env = {**os.environ, "PYTHONPATH": helpers.REPO, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.run([HOROVODRUN, "-np", "2", "-H", "localhost:2", "--gloo",
+                           *helpers.train_command(*args)], capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=helpers.REPO)
