@@ -5,7 +5,7 @@ VENV := .venv
 VENV215 := .venv-tf2.15
 PYTEST_ARGS ?=
 
-.PHONY: setup setup-all browser test lint test-current test-tf2.15 demo clean
+.PHONY: setup setup-all browser sshd test lint check-lock lock test-current test-tf2.15 demo clean
 
 setup:
 	bash launch/build/setup_env.sh $(TF)
@@ -18,15 +18,31 @@ setup-all:
 browser:
 	bash launch/build/install_chromium.sh
 
-# ruff (configured in pyproject.toml), the full suite on the current lane, then the `smoke`
-# subset on the TF 2.15 lane. A style violation fails `make test` before any test runs.
-test: setup-all browser
+# openssh-server for the multi-host test's two sshd "hosts" (apt-get, as root, when missing).
+sshd:
+	bash launch/build/install_sshd.sh
+
+# ruff (configured in pyproject.toml), each lane against its lock, the full suite on the current
+# lane, then the `smoke` subset on the TF 2.15 lane. A style violation or a lane that differs from
+# its lock fails `make test` before any test runs.
+test: setup-all browser sshd
 	$(MAKE) lint
+	$(MAKE) check-lock
 	$(MAKE) test-current
 	$(MAKE) test-tf2.15
 
 lint:
 	$(VENV)/bin/ruff check .
+
+check-lock:
+	$(VENV)/bin/python launch/build/lock.py check 2.21
+	$(VENV215)/bin/python launch/build/lock.py check 2.15
+
+# Resolve each lane's requirements anew (PyPI) into launch/build/constraints-tf*.txt; the next
+# setup installs the new lock.
+lock: setup-all
+	$(VENV)/bin/python launch/build/lock.py refresh 2.21
+	$(VENV215)/bin/python launch/build/lock.py refresh 2.15
 
 test-current:
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)

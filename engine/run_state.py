@@ -1,6 +1,7 @@
-"""A run's state beyond the net and optimizer (epoch, training time, worker count), the
-checkpoints that hold it all, and the start of a run segment: slots built, the latest
-checkpoint (or --resume_from_checkpoint_path) restored, rank 0's state broadcast."""
+"""A run's state beyond the net and optimizer (epoch, training time, worker and micro-batch slot
+counts), the checkpoints that hold it all, and the start of a run segment: optimizer slots
+built, the latest checkpoint (or --resume_from_checkpoint_path) restored on rank 0, its state
+broadcast."""
 import time
 
 import tensorflow as tf
@@ -43,19 +44,30 @@ class RunState:
         slots = self.backend.size * self.train_step.grad_accum_steps
         self.watch("restoring and broadcasting the starting state", 0, long=True)
         self.train_step.build()
-        restored = self.checkpoints.restore_latest(allow_fresh_start)
-        if restored is None and resume_from:
-            restored = self.checkpoints.restore(resume_from)
-            if resume_from_epoch is not None:
-                self.epoch.assign(resume_from_epoch)
-                self.train_step.optimizer.iterations.assign(
-                    resume_from_epoch * self.steps_per_epoch)
+        # Rank 0 alone reads checkpoints and the others take its state by broadcast: hosts
+        # without a shared file system hold the run's files on rank 0's host only.
+        restored = None
+        if self.backend.is_chief:
+            restored = self.checkpoints.restore_latest(allow_fresh_start)
+            if restored is None and resume_from:
+                restored = self.checkpoints.restore(resume_from)
+                if resume_from_epoch is not None:
+                    self.epoch.assign(resume_from_epoch)
+                    self.train_step.optimizer.iterations.assign(
+                        resume_from_epoch * self.steps_per_epoch)
+        missing = self.checkpoints.missing if restored else []
+        found = tf.Variable([int(bool(restored))] + [int(part not in missing)
+                                                      for part in ("ema", "workers", "slots")],
+                            dtype=tf.int64, trainable=False)
         # Rank 0's weights, statistics, slots and counters everywhere (one broadcast, before
         # step 1, after the slots exist).
         self.backend.broadcast_variables(self.train_step.shared_variables()
-                                         + [self.epoch, self.elapsed, self.workers, self.slots])
+                                         + [self.epoch, self.elapsed, self.workers, self.slots,
+                                            found])
+        was_restored, has_ema, has_workers, has_slots = (bool(v) for v in found.numpy())
+        restored = restored or ("the restored checkpoint" if was_restored else None)
         ema = self.train_step.ema
-        if ema is not None and (not restored or "ema" in self.checkpoints.missing):
+        if ema is not None and (not restored or not has_ema):
             if restored:
                 self.log(f"{restored} holds no weight average: it starts from the restored "
                          f"weights")
@@ -68,7 +80,7 @@ class RunState:
         self._segment_start, self._elapsed_before = time.perf_counter(), float(elapsed)
         writers = written_slots = None
         if restored:
-            if "slots" not in self.checkpoints.missing:
+            if has_slots:
                 written_slots = int(had_slots)
                 if written_slots != slots and not allow_redeal:
                     raise CheckpointError(
@@ -77,7 +89,7 @@ class RunState:
                         f"{self.train_step.grad_accum_steps} micro-batches): give it the run's "
                         f"--micro_batch_size, or --allow_redeal to deal new slots")
             self.log(f"resumed from {restored} at step {step}, epoch {int(epoch)}")
-            if "workers" not in self.checkpoints.missing:
+            if has_workers:
                 writers = int(workers)
         self.workers.assign(self.backend.size)
         self.slots.assign(slots)

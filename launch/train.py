@@ -120,8 +120,11 @@ def build(fv, *, backend, cleanup, log):
     if fv.deterministic:
         tf.config.experimental.enable_op_determinism()
     tf.random.set_seed(seed)
-    plan = objects.slot_plan(fv, workers=backend.size, recorded=engine.recorded_slots(
-        fv.model_dir, fv.resume_from_checkpoint_path))
+    # Rank 0's reading: hosts without a shared file system hold the checkpoints on its host.
+    local = (engine.recorded_slots(fv.model_dir, fv.resume_from_checkpoint_path)
+             if backend.is_chief else None)
+    recorded = rank0_value(backend, local or 0) or None
+    plan = objects.slot_plan(fv, workers=backend.size, recorded=recorded)
     if backend.is_chief:
         cleanup.callback(engine.ModelDirLock(fv.model_dir).release)
     pools = thread_pools(fv)

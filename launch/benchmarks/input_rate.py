@@ -1,8 +1,10 @@
 """input: images/s of the imagenet input module's training pipeline against a bare tf.data loop
 of read -> parse -> fused decode-and-crop -> resize over the same files, and of the pipeline with
-each augmentation (RandAugment m9-n2, + random erasing 0.25, + mixup 0.2 / CutMix 1.0),
-alternating, medians, each with its ratio to the plain pipeline. Reads `dataset_dir`, or writes
-`input_images` procedurally drawn JPEGs of 320 x 320 first."""
+each augmentation (RandAugment m9-n2, + random erasing 0.25, + mixup 0.2 / CutMix 1.0), and of
+the plain pipeline as one worker running 2 and 4 micro-batch slots (slot_streams_N: N streams of
+batch / N, joined), alternating, medians, each with its ratio to the plain pipeline (one
+stream). Reads `dataset_dir`, or writes `input_images` procedurally drawn JPEGs of 320 x 320
+first."""
 import statistics
 import sys
 import tempfile
@@ -57,10 +59,14 @@ def run(*, dataset_dir, input_images, image_size, batch_size, input_batches, rep
             next(iterator)
         return input_batches * batch / (time.perf_counter() - start)
 
-    rates = {name: [] for name in [*variants, "bare_loop"]}
+    slot_rows = {f"slot_streams_{n}": n for n in (2, 4) if batch % n == 0}
+    rates = {name: [] for name in [*variants, *slot_rows, "bare_loop"]}
     for _ in range(repeats):
         for name, module in modules.items():
             rates[name].append(rate(module.train_dataset(batch, seed=1)))
+        for name, streams in slot_rows.items():
+            rates[name].append(rate(modules["plain"].train_dataset(batch, seed=1,
+                                                                   micro_batches=streams)))
         rates["bare_loop"].append(rate(bare()))
         print("input: " + ", ".join(f"{name} {r[-1]:.1f}" for name, r in rates.items())
               + " img/s", file=sys.stderr)

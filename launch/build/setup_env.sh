@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Creates (or brings up to date) one lane's virtual environment: TensorFlow, the Python packages of
-# launch/build/requirements-<lane>.txt, and Horovod built from source for that TensorFlow.
+# launch/build/requirements-<lane>.txt at the versions of its lock (constraints-<lane>.txt), and
+# Horovod built from source for that TensorFlow.
 #
 #   launch/build/setup_env.sh 2.21   -> .venv        (current lane, Keras 3)
 #   launch/build/setup_env.sh 2.15   -> .venv-tf2.15 (Gaudi's TF 2.15 stack, Keras 2)
 #
-# Idempotent: a lane whose requirements, Horovod build inputs and scripts are unchanged since its
+# Idempotent: a lane whose requirements, lock, Horovod build inputs and scripts are unchanged since its
 # last successful setup is left as it is (a stamp file holds their hash), so `make test` pays for
 # setup once.
 set -euo pipefail
@@ -20,6 +21,9 @@ case "$lane" in
   *) echo "setup_env.sh: unknown lane '$lane' (expected 2.21 or 2.15)" >&2; exit 2 ;;
 esac
 requirements="$here/requirements-tf$lane.txt"
+# The lane's lock (launch/build/lock.py): every pip install below takes its exact versions.
+constraints="$here/constraints-tf$lane.txt"
+export PIP_CONSTRAINT="$constraints"
 
 # The CPU wheel unless this machine has an NVIDIA GPU (see BUILD.md for GPU and Gaudi builds).
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
@@ -29,7 +33,7 @@ else
 fi
 
 stamp="$venv/.densenet-ctl-setup"
-want=$(cat "$requirements" "$here/setup_env.sh" "$here/build_horovod.sh" "$here"/*.patch \
+want=$(cat "$requirements" "$constraints" "$here/setup_env.sh" "$here/build_horovod.sh" "$here"/*.patch \
        | { cat; echo "$flavour"; command -v mpicxx || true; } | sha256sum | cut -c1-16)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   echo "setup: $(basename "$venv") is up to date (TF $lane, $flavour)"

@@ -29,6 +29,18 @@ def test_conv_floor_times_every_convolution_of_the_net(model, blocks):
                                                           rel=1e-2)
 
 
+def test_input_mode_measures_each_variant_and_the_slot_streams():
+    got = benchmark("--mode=input", "--input_images=40", "--input_batches=5", "--repeats=1",
+                    "--image_size=32", "--batch_size=8")
+    rates, ratios = got["images_per_sec"], got["ratio_to_plain"]
+    assert set(rates) == {"plain", "randaugment_m9_n2", "randaugment_erasing",
+                          "randaugment_erasing_mix", "slot_streams_2", "slot_streams_4",
+                          "bare_loop"}
+    for name, value in rates.items():
+        assert value > 0
+        assert ratios[name] == pytest.approx(value / rates["plain"], abs=2e-3)
+
+
 def test_train_mode_measures_the_engine():
     got = benchmark("--mode=train", "--image_size=32", "--batch_size=2", "--steps=2",
                     "--repeats=1", "--dtype=fp32")

@@ -30,14 +30,21 @@ def run(small_data, model_dir, workers, *extra):
 
 
 def assert_same_run(a_dir, b_dir):
-    """Checkpoint values within 1e-5 relative (1e-6 absolute near zero); training records to
-    4 decimals."""
+    """The same run up to float summation order (which differs with the thread and worker
+    counts): the net's weights and statistics within 1e-5 relative (1e-6 absolute near zero);
+    the optimizer's momentum within 1% of each tensor's largest value (an element summed from
+    nearly cancelling gradients keeps the order's rounding at a larger share); training records
+    to 4 decimals."""
     a = helpers.checkpoint_values(helpers.latest_checkpoint(a_dir))
     b = helpers.checkpoint_values(helpers.latest_checkpoint(b_dir))
     counters = {k for k in a if k.startswith(("workers/", "slots/"))}
     assert a.keys() == b.keys()
     for key in set(a) - counters:
-        np.testing.assert_allclose(b[key], a[key], rtol=1e-5, atol=1e-6, err_msg=key)
+        if key.startswith("optimizer/slots/"):
+            scale = float(np.abs(a[key]).max())
+            assert float(np.abs(b[key] - a[key]).max()) <= 1e-2 * scale, key
+        else:
+            np.testing.assert_allclose(b[key], a[key], rtol=1e-5, atol=1e-6, err_msg=key)
     train_a, train_b = helpers.metrics(a_dir, "train"), helpers.metrics(b_dir, "train")
     assert [r["step"] for r in train_a] == [r["step"] for r in train_b]
     for x, y in zip(train_a, train_b):
