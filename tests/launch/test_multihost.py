@@ -50,15 +50,15 @@ def test_two_hosts_resume_exactly_and_equal_one_host(hosts, small_data, tmp_path
     for name in ("a", "b"):  # both ranks were started through their host's sshd
         assert "Accepted publickey for root" in daemons.log(name), daemons.log(name)
         assert "Starting session: command" in daemons.log(name), daemons.log(name)
-    # Host B's model_dir is its own disk: what it sees there is not host A's directory.
-    seen_by_b = daemons.ssh("127.0.0.3", f"ls -A {model_dirs}")
-    assert seen_by_b.returncode == 0 and "straight" not in seen_by_b.stdout, seen_by_b
     assert os.path.isdir(straight / "checkpoints")
 
     over_ssh(hosts, [*common, f"--model_dir={stopped}", "--epochs=1"])
     resumed = over_ssh(hosts, [*common, f"--model_dir={stopped}", "--epochs=2"]).stdout
     assert "resumed from" in resumed and "at step 3, epoch 1" in resumed, resumed
     assert_same_run(straight, stopped)
+    # Host B's disk: rank 1 wrote nothing there, and host A's files are not on it.
+    seen_by_b = daemons.ssh("127.0.0.3", f"ls -A {model_dirs}")
+    assert seen_by_b.returncode == 0 and seen_by_b.stdout == "", seen_by_b
     assert helpers.metrics(straight, "validation") == helpers.metrics(stopped, "validation")
 
     one_host = tmp_path / "one_host"

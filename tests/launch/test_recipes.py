@@ -6,7 +6,7 @@ smallest size DenseNet-121 takes costs a 49th of it),
 no --run_on_hpu (no Gaudi here; test_bad_flags checks its clear refusal), --dtype=auto (the
 recipes' bf16 where this CPU computes it natively; emulated bf16 would only make the test several
 times slower, and bf16 itself is tested in tests/nets), and the 8-card run as horovodrun -np 2
---gloo (mpirun and 8 devices are not on this machine).
+--gloo (mpirun and 8 devices are not on this machine): its 8 micro-batch slots, 4 per worker.
 """
 import os
 import sys
@@ -58,7 +58,8 @@ def read_events(folder):
     ("hpu_1card_fp32_b128_1ep", 1, []),
     ("hpu_8cards_bf16_b1024_90ep", 2, []),
     # Ours, with every augmentation and the EMA; one worker, a batch a CPU trains quickly.
-    ("hpu_8cards_bf16_b1024_ra", 1, ["--batch_size=32", "--nouse_hpu_strategy"])])
+    ("hpu_8cards_bf16_b1024_ra", 1, ["--batch_size=32", "--micro_batch_size=32",
+                                     "--nouse_hpu_strategy"])])
 def test_recipe_command_runs_and_leaves_its_files(recipe, workers, extra, small_data,
                                                   tmp_path):
     flagfile = os.path.join(RECIPES, f"{recipe}.flags")
@@ -67,8 +68,9 @@ def test_recipe_command_runs_and_leaves_its_files(recipe, workers, extra, small_
     if workers == 1:
         helpers.run_train(args, timeout=900)
     else:
-        helpers.run_checked([HOROVODRUN, "-np", str(workers), "-H", f"localhost:{workers}",
-                             "--gloo", *helpers.train_command(*args)], timeout=1200)
+        out = helpers.run_checked([HOROVODRUN, "-np", str(workers), "-H", f"localhost:{workers}",
+                                   "--gloo", *helpers.train_command(*args)], timeout=1200)
+        assert "in 8 micro-batch slots (4 per worker)" in out.stdout, out.stdout
     assert os.listdir(tmp_path / "checkpoints")
     flags_txt = (tmp_path / "flags.txt").read_text()
     assert "--model=densenet121" in flags_txt and "--optimizer=sgd" in flags_txt
