@@ -10,7 +10,6 @@ import input as inputs
 from input import augment, mixing, modules
 from tests.input import record_files
 
-pytestmark = pytest.mark.smoke
 FILES = [6, 6, 6, 6]   # 24 records, 6 per slot when S = 4
 MICRO, SLOTS, STEPS = 2, 4, 7  # 3 steps per slot data-epoch: 7 steps cross two of them
 LAYOUTS = [(1, 4), (2, 2), (4, 1)]  # workers x micro-batches per worker
@@ -44,12 +43,14 @@ def by_slot(data, workers, per_worker, *, steps=STEPS, start_step=0):
     return out
 
 
+@pytest.mark.smoke
 def test_worker_slots_cover_the_slots_once():
     for workers, per_worker in LAYOUTS:
         owned = [s for r in range(workers) for s in modules.worker_slots(r, workers, per_worker)]
         assert sorted(owned) == list(range(SLOTS))
 
 
+@pytest.mark.smoke
 def test_every_layout_gives_each_step_and_slot_the_same_examples(data_dir):
     """Example ids per (step, slot) equal for 1x4, 2x2 and 4x1, with RandAugment and random
     erasing on (pixels equal too); each slot's data-epoch holds its 6 examples once and the

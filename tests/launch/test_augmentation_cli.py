@@ -1,5 +1,6 @@
 """RandAugment, random erasing, mixup and CutMix through the command line: replayed exactly by
-a flagfile rerun and across a stop and resume, and they do reach the training batches."""
+a flagfile rerun, and they do reach the training batches. (A stop and resume with all of them
+on, on the same or another worker count: tests/launch/test_slots_cli.py.)"""
 import pytest
 
 from tests import helpers
@@ -25,13 +26,3 @@ def test_flagfile_rerun_with_all_augmentations_is_exact(small_data, tmp_path):
                                        "--seed=5", "--steps_per_epoch=4",
                                        "--label_smoothing=0.1"))
     assert helpers.metrics(first, "train") != helpers.metrics(plain, "train")
-
-
-def test_stop_and_resume_mixes_as_the_uninterrupted_run(small_data, tmp_path):
-    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    extra = [*ALL_ON, "--grad_accum_steps=2", "--log_steps=1"]
-    helpers.run_train(helpers.tiny_run(small_data, straight, "--epochs=3", *extra))
-    helpers.run_train(helpers.tiny_run(small_data, resumed, "--epochs=1", *extra))
-    helpers.run_train(helpers.tiny_run(small_data, resumed, "--epochs=3", *extra))
-    helpers.assert_same_latest_checkpoints(straight, resumed)
-    assert helpers.metrics(straight) == helpers.metrics(resumed)

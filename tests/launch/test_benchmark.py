@@ -30,7 +30,7 @@ def test_conv_floor_times_every_convolution_of_the_net(model, blocks):
 
 
 def test_input_mode_measures_each_variant_and_the_slot_streams():
-    got = benchmark("--mode=input", "--input_images=40", "--input_batches=5", "--repeats=1",
+    got = benchmark("--mode=input", "--input_images=64", "--input_batches=5", "--repeats=1",
                     "--image_size=32", "--batch_size=8")
     rates, ratios = got["images_per_sec"], got["ratio_to_plain"]
     assert set(rates) == {"plain", "randaugment_m9_n2", "randaugment_erasing",

@@ -1,7 +1,7 @@
 """One run on any number of workers: --micro_batch_size fixes the run's slots, and 1 worker x 4
 micro-batches, 2 x 2, and a run stopped on one count and resumed on the other all end with the
 same weights (to float summation order) and the same training records, with RandAugment,
-random erasing, mixup/CutMix and dropout on."""
+random erasing, mixup/CutMix, dropout and precise BN on."""
 import os
 import sys
 
@@ -17,7 +17,7 @@ HOROVODRUN = os.path.join(os.path.dirname(sys.executable), "horovodrun")
 SLOTTED = [*helpers.TINY, "--batch_size=16", "--micro_batch_size=4", "--initial_lr=0.02",
            "--dropout_rate=0.2", "--randaugment=9,2,0.5",
            "--random_erasing=0.25", "--mixup_alpha=0.2", "--cutmix_alpha=1.0",
-           "--deterministic", "--seed=7", "--steps_per_epoch=6", "--validation_steps=0",
+           "--deterministic", "--seed=7", "--steps_per_epoch=6", "--precise_bn_batches=2",
            "--log_steps=2"]
 
 
@@ -65,6 +65,14 @@ def test_two_workers_of_two_micro_batches_train_the_same_run(one_by_four, small_
     out = run(small_data, tmp_path, 2, "--epochs=2").stdout
     assert "in 4 micro-batch slots (2 per worker)" in out, out
     assert_same_run(one_by_four, tmp_path)
+    # Precise BN takes the slots' micro-batches too, and evaluation is exact on any count: the
+    # same validation records.
+    one, two = (helpers.metrics(d, "validation") for d in (one_by_four, tmp_path))
+    assert [(r["step"], r["examples"], r["top1"]) for r in one] == \
+        [(r["step"], r["examples"], r["top1"]) for r in two] == \
+        [(r["step"], 30, r["top1"]) for r in one] and len(one) == 2
+    for x, y in zip(one, two):
+        assert round(x["loss"], 4) == round(y["loss"], 4), (x, y)
     assert "--micro_batch_size=4" in (tmp_path / "flags.txt").read_text()
     assert "--grad_accum_steps" not in (tmp_path / "flags.txt").read_text()
 
