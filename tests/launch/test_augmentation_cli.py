@@ -1,8 +1,6 @@
 """RandAugment, random erasing, mixup and CutMix through the command line: replayed exactly by
 a flagfile rerun, and they do reach the training batches. (A stop and resume with all of them
 on, on the same or another worker count: tests/launch/test_slots_cli.py.)"""
-import pytest
-
 from tests import helpers
 
 ALL_ON = ["--randaugment=9,2,0.5", "--random_erasing=0.25", "--mixup_alpha=0.2",
@@ -10,7 +8,6 @@ ALL_ON = ["--randaugment=9,2,0.5", "--random_erasing=0.25", "--mixup_alpha=0.2",
           "--steps_per_epoch=4"]
 
 
-@pytest.mark.smoke
 def test_flagfile_rerun_with_all_augmentations_is_exact(small_data, tmp_path):
     first, again, plain = tmp_path / "first", tmp_path / "again", tmp_path / "plain"
     helpers.run_train(helpers.tiny_run(small_data, first, "--epochs=2", *ALL_ON))
