@@ -25,8 +25,8 @@ class RunState:
         self.workers = tf.Variable(backend.size, dtype=tf.int64, trainable=False, name="workers")
         # The run's micro-batch slots (workers x micro-batches): its training math, which a
         # resume on any worker count that divides it continues exactly.
-        self.slots = tf.Variable(backend.size * train_step.grad_accum_steps, dtype=tf.int64,
-                                 trainable=False, name="slots")
+        self.slot_count = backend.size * train_step.grad_accum_steps
+        self.slots = tf.Variable(self.slot_count, dtype=tf.int64, trainable=False, name="slots")
         self._segment_start, self._elapsed_before = time.perf_counter(), 0.0
         ema = train_step.ema
         self.checkpoints = checkpoints.Checkpoints(
@@ -41,7 +41,7 @@ class RunState:
         `resume_from_epoch` when given), and broadcasts rank 0's state. Returns (step, the
         restored path or None, the worker count that wrote it or None, its slot count or
         None). A checkpoint of another slot count is refused unless `allow_redeal`."""
-        slots = self.backend.size * self.train_step.grad_accum_steps
+        slots = self.slot_count
         self.watch("restoring and broadcasting the starting state", 0, long=True)
         self.train_step.build()
         # Rank 0 alone reads checkpoints and the others take its state by broadcast: hosts

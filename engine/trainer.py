@@ -86,7 +86,7 @@ class Trainer:
             resume_from=cfg.resume_from_checkpoint_path, resume_from_epoch=cfg.resume_from_epoch,
             allow_redeal=cfg.allow_redeal)
         if writers is not None and writers != self.backend.size:
-            self.log(self._worker_change_note(writers, redealt=slots != self.slots))
+            self.log(self._worker_change_note(writers, redealt=slots != self.state.slot_count))
         self.recorder.truncate_after(step)
         self.evaluator.evaluate_if_missing(step, cfg.steps_per_epoch)
         iterator = iter(self.data.train_dataset(
@@ -144,19 +144,15 @@ class Trainer:
         """The workers' average of a time each measured, the same on every worker."""
         return float(observe.to_host(self.backend.average([tf.constant(seconds)]))[0])
 
-    @property
-    def slots(self):
-        """The run's micro-batch slots: workers x micro-batches per worker."""
-        return self.backend.size * self.train_step.grad_accum_steps
-
     def _worker_change_note(self, before, *, redealt):
         """What resuming on another worker count changes (one line)."""
         now = self.backend.size
         if not redealt:
             n = self.train_step.grad_accum_steps
             return (f"resuming on {now} worker{'s' * (now > 1)} a run that {before} worker"
-                    f"{'s' * (before > 1)} checkpointed: its {self.slots} micro-batch slots "
-                    f"now run {n} per worker; the run goes on exactly as it would have")
+                    f"{'s' * (before > 1)} checkpointed: its {self.state.slot_count} "
+                    f"micro-batch slots now run {n} per worker; the run goes on exactly as it "
+                    f"would have")
         return (f"resuming on {now} worker{'s' * (now > 1)} a run that {before} worker"
                 f"{'s' * (before > 1)} checkpointed: each worker now takes "
                 f"{self.local_batch} of the {self.config.batch_size} examples per step from "

@@ -5,11 +5,17 @@ import subprocess
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def run_unchecked(cmd, timeout, env=None, cwd=REPO):
+    """Runs `cmd` from the repository with its PYTHONPATH; the CompletedProcess, whatever its
+    exit code."""
+    full_env = {**os.environ, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=full_env,
+                          cwd=cwd)
+
+
 def run_checked(cmd, timeout, env=None, cwd=REPO):
     """Runs `cmd`, failing the test with its output (not a bare CalledProcessError) on error."""
-    full_env = {**os.environ, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=full_env,
-                          cwd=cwd)
+    proc = run_unchecked(cmd, timeout, env=env, cwd=cwd)
     if proc.returncode != 0:
         raise AssertionError(f"{cmd} exited {proc.returncode}\n--- stdout\n{proc.stdout[-4000:]}"
                              f"\n--- stderr\n{proc.stderr[-4000:]}")
@@ -65,9 +71,7 @@ def run_train(args, timeout=300, env=None, check=True):
     cmd = train_command(*args)
     if check:
         return run_checked(cmd, timeout, env=env)
-    full_env = {**os.environ, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=full_env,
-                          cwd=REPO)
+    return run_unchecked(cmd, timeout, env=env)
 
 
 def metrics(model_dir, split=None, timing=False):

@@ -4,23 +4,7 @@
 # Needs root (or sudo); about a minute on a fresh machine.
 set -euo pipefail
 
-if command -v chromium >/dev/null 2>&1; then
-  echo "browser: $(chromium --version 2>/dev/null | head -n 1)"
-  exit 0
+if ! command -v chromium >/dev/null 2>&1; then
+  bash "$(dirname "$0")/apt_install.sh" browser "the TensorBoard test needs it" chromium
 fi
-if [ "$(id -u)" = 0 ]; then
-  as_root=()
-elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-  as_root=(sudo -n)
-else
-  echo "browser: chromium is missing and installing it needs root: run" \
-       "'apt-get install chromium' as root (the TensorBoard test needs it)" >&2
-  exit 1
-fi
-export DEBIAN_FRONTEND=noninteractive
-echo "browser: installing chromium with apt-get"
-"${as_root[@]}" apt-get install -y -q chromium >/dev/null 2>&1 || {
-  "${as_root[@]}" apt-get update -q >/dev/null
-  "${as_root[@]}" apt-get install -y -q chromium >/dev/null
-}
 echo "browser: $(chromium --version 2>/dev/null | head -n 1)"

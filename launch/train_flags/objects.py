@@ -38,7 +38,6 @@ class SlotPlan:
     """The run's micro-batch slots and what this worker count makes of them."""
     slots: int            # S: the global batch in micro-batches, fixed for the run
     micro_batches: int    # per worker and step: S / workers
-    redealt: bool = False  # --allow_redeal gave new slots to a run recorded with others
 
 
 def slot_plan(fv: flags.FlagValues, *, workers: int, recorded: Optional[int]) -> SlotPlan:
@@ -47,7 +46,6 @@ def slot_plan(fv: flags.FlagValues, *, workers: int, recorded: Optional[int]) ->
     not divide them (unless --allow_redeal) or the flags contradict them."""
     given = fv.batch_size // fv.micro_batch_size if fv.micro_batch_size else None
     slots = given or recorded or workers * fv.grad_accum_steps
-    redealt = False
     if recorded and slots != recorded and not fv.allow_redeal:
         raise CommandError(
             f"--micro_batch_size={fv.micro_batch_size} makes {slots} micro-batch slots, but the "
@@ -62,14 +60,14 @@ def slot_plan(fv: flags.FlagValues, *, workers: int, recorded: Optional[int]) ->
                 f"{fv.batch_size // slots}): run it on a worker count that divides {slots} "
                 f"({', '.join(map(str, counts))})"
                 + ("" if given else ", or pass --allow_redeal to deal new slots"))
-        slots, redealt = workers * fv.grad_accum_steps, True
+        slots = workers * fv.grad_accum_steps
     micro_batches = slots // workers
     if given and fv["grad_accum_steps"].present and fv.grad_accum_steps != micro_batches:
         raise CommandError(
             f"--grad_accum_steps={fv.grad_accum_steps} contradicts --micro_batch_size="
             f"{fv.micro_batch_size}: {slots} slots on {workers} workers are {micro_batches} "
             f"micro-batches each; drop --grad_accum_steps")
-    return SlotPlan(slots=slots, micro_batches=micro_batches, redealt=redealt)
+    return SlotPlan(slots=slots, micro_batches=micro_batches)
 
 
 def input_options(fv: flags.FlagValues, *,

@@ -38,3 +38,11 @@ def write_split(root, subset, records_per_file, size=24, label_of=None, seed=0):
                 written.append((path, index, label, pixels))
                 j += 1
     return written
+
+
+def write_dataset(root, records_per_file):
+    """A train and a validation split of `records_per_file`, labels 1..n in each (different
+    pixels); returns root as a string."""
+    write_split(str(root), "train", records_per_file)
+    write_split(str(root), "validation", records_per_file, seed=1)
+    return str(root)

@@ -17,10 +17,7 @@ FILES = [4, 7, 5, 6, 3]  # 25 records with labels 1..25, uneven files
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("records")
-    record_files.write_split(str(root), "train", FILES)
-    record_files.write_split(str(root), "validation", FILES, seed=1)
-    return str(root)
+    return record_files.write_dataset(tmp_path_factory.mktemp("records"), FILES)
 
 
 def module(data_dir, **options):

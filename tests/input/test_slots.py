@@ -17,10 +17,7 @@ LAYOUTS = [(1, 4), (2, 2), (4, 1)]  # workers x micro-batches per worker
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("slot_records")
-    record_files.write_split(str(root), "train", FILES)
-    record_files.write_split(str(root), "validation", FILES, seed=1)
-    return str(root)
+    return record_files.write_dataset(tmp_path_factory.mktemp("slot_records"), FILES)
 
 
 def module(data_dir, **extra):

@@ -108,8 +108,5 @@ def test_a_worker_count_that_does_not_divide_the_slots_is_refused(small_data, tm
 
 
 def horovodrun_unchecked(args, timeout=400):
-    import subprocess
-    env = {**os.environ, "PYTHONPATH": helpers.REPO, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    return subprocess.run([HOROVODRUN, "-np", "2", "-H", "localhost:2", "--gloo",
-                           *helpers.train_command(*args)], capture_output=True, text=True,
-                          timeout=timeout, env=env, cwd=helpers.REPO)
+    return helpers.run_unchecked([HOROVODRUN, "-np", "2", "-H", "localhost:2", "--gloo",
+                                  *helpers.train_command(*args)], timeout)
