@@ -4,6 +4,10 @@ TF ?= 2.21
 VENV := .venv
 VENV215 := .venv-tf2.15
 PYTEST_ARGS ?=
+# Tests run this many at a time (pytest-xdist), a test file to one process so that its fixtures are
+# built once; those marked `serial` (setup.cfg) run after them, one at a time. 1: all one at a time.
+TEST_PROCESSES ?= 2
+PARALLEL := $(if $(filter-out 1,$(TEST_PROCESSES)),-n $(TEST_PROCESSES) --dist loadfile)
 
 .PHONY: setup setup-all browser sshd test lint check-lock lock test-current test-tf2.15 demo clean
 
@@ -45,10 +49,12 @@ lock: setup-all
 	$(VENV215)/bin/python launch/build/lock.py refresh 2.15
 
 test-current:
-	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -m "not serial" $(PARALLEL) $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -m serial $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 test-tf2.15:
-	$(VENV215)/bin/python -m pytest -m smoke $(PYTEST_ARGS)
+	$(VENV215)/bin/python -m pytest -m "smoke and not serial" $(PARALLEL) $(PYTEST_ARGS)
+	$(VENV215)/bin/python -m pytest -m "smoke and serial" $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 demo: setup
 	$(VENV)/bin/python -m launch.demo

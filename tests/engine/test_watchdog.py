@@ -8,7 +8,7 @@ import pytest
 from engine.watchdog import STALL_EXIT_CODE, Watchdog
 from tests import helpers
 
-pytestmark = pytest.mark.smoke
+pytestmark = [pytest.mark.smoke, pytest.mark.serial]
 
 
 def test_it_fires_after_the_allowance_and_not_before():

@@ -12,6 +12,8 @@ import pytest
 
 from tests import helpers
 
+pytestmark = pytest.mark.serial
+
 HOROVODRUN = os.path.join(os.path.dirname(sys.executable), "horovodrun")
 PROBE = os.path.join(helpers.REPO, "tests", "launch", "slow_rank_probe.py")
 COMPONENTS = ("input", "forward", "backward", "allreduce", "apply", "other")

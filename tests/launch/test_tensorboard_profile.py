@@ -22,6 +22,8 @@ import pytest
 
 from tests import helpers
 
+pytestmark = pytest.mark.serial
+
 CHROMIUM = shutil.which("chromium")
 TENSORBOARD = os.path.join(os.path.dirname(sys.executable), "tensorboard")
 

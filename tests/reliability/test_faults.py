@@ -13,6 +13,8 @@ import tensorflow as tf
 from tests import helpers
 from tests.helpers import TINY
 
+pytestmark = pytest.mark.serial
+
 HOROVODRUN = os.path.join(os.path.dirname(sys.executable), "horovodrun")
 ENV = dict(os.environ, PYTHONPATH=helpers.REPO, TF_CPP_MIN_LOG_LEVEL="2")
 
