@@ -7,6 +7,8 @@ settings by default.
              2's RMSprop (the recipe's), written with plain ops: TF's fused ResourceApplyRMSProp,
              and Keras 3, put epsilon inside the sqrt, which with epsilon 1e-2 is another
              optimizer; the fused op is used only when momentum > 0, as Keras 2 does.
+    lars     momentum SGD with a layer-wise trust ratio and the weight decay inside the update
+             (see LARS), for global batches past a few thousand examples.
 
 Slots are created by `build(variables)` before the first step (so that they can be broadcast
 and checkpointed) and kept in variable order. `decoupled_weight_decay` shrinks each variable by
@@ -14,7 +16,7 @@ lr * decay before the update (AdamW/SGDW style); the recipe's L2 penalty lives i
 """
 import tensorflow as tf
 
-NAMES = ("sgd", "adam", "rmsprop")
+NAMES = ("sgd", "adam", "rmsprop", "lars")
 
 
 class Optimizer(tf.Module):
@@ -102,8 +104,41 @@ class RMSprop(Optimizer):
         var.assign_sub(lr * grad / (tf.sqrt(ms) + self.epsilon))
 
 
+class LARS(Optimizer):
+    """Layer-wise Adaptive Rate Scaling (You, Gitman, Ginsburg 2017, arXiv:1708.03888), as
+    TF 1.15's tf.contrib.opt.LARSOptimizer computes it with the skip list MLPerf's ResNet-50
+    reference gives it (batch norm parameters and biases). For a variable w with gradient g:
+
+        trust = eta * ||w|| / (||g|| + weight_decay * ||w|| + epsilon)   (1 if ||w|| or ||g|| is 0)
+        v     = momentum * v + lr * trust * (g + weight_decay * w)
+        w     = w - v
+
+    `excluded` variables (BN gamma and beta, biases) take neither the trust ratio nor the decay:
+    v = momentum * v + lr * g. The decay lives here, so the loss carries no L2 penalty."""
+    slot_names = ("momentum",)
+
+    def __init__(self, *, momentum=0.9, eta=0.001, epsilon=0.0, weight_decay=0.0, excluded=(),
+                 **kwargs):
+        super().__init__(name="lars", **kwargs)
+        self.momentum, self.eta, self.epsilon = momentum, eta, epsilon
+        self.weight_decay = weight_decay
+        self._excluded = {v.ref() for v in excluded}
+
+    def _apply_one(self, var, grad, slots, lr):
+        if var.ref() not in self._excluded:
+            w_norm, g_norm = tf.norm(var), tf.norm(grad)
+            ratio = self.eta * w_norm / (g_norm + self.weight_decay * w_norm + self.epsilon)
+            trust = tf.where(tf.logical_and(w_norm > 0, g_norm > 0), ratio, 1.0)
+            lr = lr * trust
+            grad = grad + self.weight_decay * var
+        # ResourceApplyMomentum with lr 1: accum = momentum * accum + grad; var -= accum.
+        tf.raw_ops.ResourceApplyMomentum(
+            var=var.handle, accum=slots[0].handle, lr=tf.constant(1.0, var.dtype),
+            grad=lr * grad, momentum=tf.constant(self.momentum, var.dtype), use_nesterov=False)
+
+
 def build(name, **options):
-    classes = {"sgd": SGD, "adam": Adam, "rmsprop": RMSprop}
+    classes = {"sgd": SGD, "adam": Adam, "rmsprop": RMSprop, "lars": LARS}
     if name not in classes:
         raise ValueError(f"unknown optimizer {name!r}; expected one of {', '.join(NAMES)}")
     return classes[name](**options)

@@ -139,6 +139,8 @@ def train_record(*, step, epoch, metrics, lr, rates, host_memory_mb, device_memo
     record = {"split": TRAIN, "step": step, "epoch": epoch, "loss": metrics["loss"],
               "top1": metrics["top1"], "top5": metrics["top5"], "lr": lr, **rates,
               "peak_host_memory_mb": host_memory_mb}
+    if "grad_norm" in metrics:
+        record["grad_norm"] = metrics["grad_norm"]
     if device_memory_mb is not None:
         record["peak_device_memory_mb"] = device_memory_mb
     return record

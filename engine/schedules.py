@@ -4,7 +4,7 @@ import math
 
 import tensorflow as tf
 
-NAMES = ("step", "cosine")
+NAMES = ("step", "cosine", "poly")
 RECIPE_BOUNDARIES = ((30, 0.1), (60, 0.01), (80, 0.001))
 
 
@@ -30,6 +30,21 @@ def cosine(step, initial_lr, steps_per_epoch, warmup_epochs, total_epochs):
     return _with_warmup(step, lr, initial_lr, warmup_steps)
 
 
+def poly(step, initial_lr, steps_per_epoch, warmup_epochs, total_epochs, power=2.0,
+         end_lr=1e-4):
+    """Linear warm-up as the recipe's, then polynomial decay to end_lr at the end, as MLPerf's
+    ResNet-50 LARS reference (tf.compat.v1.train.polynomial_decay, power 2, end 1e-4):
+    end_lr + (initial_lr - end_lr) * (1 - (step - warmup_steps) / decay_steps) ** power, with
+    decay_steps = total_steps - warmup_steps. end_lr is never above initial_lr."""
+    step = tf.cast(step, tf.float64)
+    warmup_steps = float(warmup_epochs * steps_per_epoch)
+    decay_steps = max(float(total_epochs * steps_per_epoch) - warmup_steps, 1.0)
+    end_lr = min(end_lr, initial_lr)
+    progress = tf.clip_by_value((step - warmup_steps) / decay_steps, 0.0, 1.0)
+    lr = end_lr + (initial_lr - end_lr) * tf.pow(1.0 - progress, power)
+    return _with_warmup(step, lr, initial_lr, warmup_steps)
+
+
 def _with_warmup(step, lr, initial_lr, warmup_steps):
     """float32 `lr`, replaced by the recipe's linear warm-up initial_lr * step / warmup_steps
     during the first warmup_steps steps. step: float64."""
@@ -45,4 +60,6 @@ def build(name: str, *, initial_lr: float, steps_per_epoch: int, warmup_epochs: 
         return lambda step: recipe_step(step, initial_lr, steps_per_epoch, warmup_epochs)
     if name == "cosine":
         return lambda step: cosine(step, initial_lr, steps_per_epoch, warmup_epochs, total_epochs)
+    if name == "poly":
+        return lambda step: poly(step, initial_lr, steps_per_epoch, warmup_epochs, total_epochs)
     raise ValueError(f"unknown lr schedule {name!r}; expected one of {', '.join(NAMES)}")

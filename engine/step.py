@@ -17,26 +17,33 @@ from engine.run_format import ALLREDUCE, APPLY, BACKWARD, FORWARD
 
 
 class Metrics(tf.Module):
-    """On-device sums since the last read: loss, top-1 and top-5 hits, examples."""
+    """On-device sums since the last read: loss, top-1 and top-5 hits, examples; with
+    `grad_norms`, also the applied steps' global gradient norms and their count."""
 
-    def __init__(self, name):
+    def __init__(self, name, *, grad_norms=False):
         super().__init__(name=name)
-        self.sums = [tf.Variable(0.0, trainable=False, name=n)
-                     for n in ("loss", "top1", "top5", "examples")]
+        names = ("loss", "top1", "top5", "examples") + (("grad_norm", "applied_steps")
+                                                          if grad_norms else ())
+        self.sums = [tf.Variable(0.0, trainable=False, name=n) for n in names]
 
-    def add(self, loss_sum, top1, top5, examples):
-        for variable, value in zip(self.sums, (loss_sum, top1, top5, examples)):
+    def add(self, *values):
+        for variable, value in zip(self.sums, values, strict=True):
             variable.assign_add(value)
 
     def read_and_reset(self, backend):
-        """Sums over all workers, then zeroes the local sums: {loss, top1, top5, examples}."""
+        """Sums over all workers, then zeroes the local sums: {loss, top1, top5, examples} and,
+        when kept and a step was applied, the mean gradient norm `grad_norm` (every worker adds
+        the same all-reduced norm, so the workers' sums keep the mean)."""
         totals = observe.to_host(backend.sum([v.read_value() for v in self.sums]))
         for v in self.sums:
             v.assign(0.0)
-        loss, top1, top5, examples = (float(t) for t in totals)
+        loss, top1, top5, examples, *norms = (float(t) for t in totals)
         count = max(examples, 1.0)
-        return {"loss": loss / count, "top1": top1 / count, "top5": top5 / count,
-                "examples": int(round(examples))}
+        result = {"loss": loss / count, "top1": top1 / count, "top5": top5 / count,
+                  "examples": int(round(examples))}
+        if norms and norms[1] > 0:
+            result["grad_norm"] = norms[0] / norms[1]
+        return result
 
     def local_examples(self):
         """This worker's example count since the last read; reading it waits for the device."""
@@ -62,7 +69,8 @@ class TrainStep:
 
     def __init__(self, *, net, optimizer, backend, lr_fn: Callable, weight_decay: float = 0.0,
                  weight_decay_mode: str = "all", label_smoothing: float = 0.0,
-                 grad_accum_steps: int = 1, ema=None, jit_compile: bool = False, seed: int = 0):
+                 grad_accum_steps: int = 1, ema=None, jit_compile: bool = False, seed: int = 0,
+                 clip_grad_norm: float = None):
         if grad_accum_steps < 1:
             raise ValueError(f"grad_accum_steps must be at least 1, not {grad_accum_steps}")
         self.net, self.optimizer, self.backend, self.lr_fn = net, optimizer, backend, lr_fn
@@ -71,7 +79,8 @@ class TrainStep:
                           else losses.regularized_variables(net, weight_decay_mode))
         self.weight_decay, self.label_smoothing = weight_decay, label_smoothing
         self.grad_accum_steps, self.ema, self.seed = grad_accum_steps, ema, seed
-        self.metrics = Metrics("train_metrics")
+        self.clip_grad_norm = clip_grad_norm
+        self.metrics = Metrics("train_metrics", grad_norms=True)
         self.nonfinite_step = tf.Variable(-1, dtype=tf.int64, trainable=False,
                                           name="nonfinite_step")
         self._jit_compile = jit_compile or None
@@ -176,20 +185,28 @@ class TrainStep:
         with tf.name_scope(ALLREDUCE):
             grads = self.backend.average_gradients(grads)
         with tf.name_scope(APPLY):
-            self._apply_if_finite(grads, moved)
-            self.metrics.add(*sums)
+            norm = tf.linalg.global_norm(grads)
+            applied = self._apply_if_finite(grads, norm, moved)
+            applied = tf.cast(applied, tf.float32)
+            self.metrics.add(*sums, tf.where(applied > 0, norm, 0.0), applied)
 
-    def _apply_if_finite(self, grads, moved_statistics):
-        """Applies the update and the moved statistics, or records the step as refused."""
+    def _apply_if_finite(self, grads, norm, moved_statistics):
+        """Applies the update (of the gradients clipped to `clip_grad_norm`, when set; `norm`
+        is their global norm) and the moved statistics, or records the step as refused.
+        Returns whether it applied (a bool tensor)."""
         # Once a step was refused, refuse the rest of the window: the loop checks only at event
         # boundaries, and the weights it stops with must be those before the first bad step.
-        finite = tf.logical_and(tf.math.is_finite(tf.linalg.global_norm(grads)),
-                                self.nonfinite_step < 0)
+        finite = tf.logical_and(tf.math.is_finite(norm), self.nonfinite_step < 0)
         step = self.optimizer.iterations
 
         def apply():
             updates_before = step.read_value()
-            self.optimizer.apply(grads, self.lr_fn(updates_before))
+            clipped = grads
+            if self.clip_grad_norm:
+                # tf.clip_by_global_norm's scale: clip / max(norm, clip).
+                scale = self.clip_grad_norm / tf.maximum(norm, self.clip_grad_norm)
+                clipped = [g * scale for g in grads]
+            self.optimizer.apply(clipped, self.lr_fn(updates_before))
             model.assign(self.net.moving_statistics(), moved_statistics)
             if self.ema is not None:
                 self.ema.update(updates_before)
@@ -200,7 +217,7 @@ class TrainStep:
                                                 self.nonfinite_step))
             return tf.constant(False)
 
-        tf.cond(finite, apply, refuse)
+        return tf.cond(finite, apply, refuse)
 
     def _loop(self, iterator, steps):
         """`steps` train steps inside one tf.function (cuts host overhead on fast devices)."""

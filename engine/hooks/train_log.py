@@ -37,7 +37,8 @@ class TrainLog(Hook):
         if itstime(step, self.summary_steps, last=epoch_end):
             self.recorder.scalars(run_format.TRAIN, step,
                                   {k: record[k] for k in ("loss", "top1", "top5", "lr",
-                                                          "images_per_sec")})
+                                                          "images_per_sec", "grad_norm")
+                                   if k in record})
         self.last_loss = record["loss"]
         if not self.quiet:
             self.log(run_format.format_train(record))

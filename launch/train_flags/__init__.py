@@ -79,6 +79,11 @@ def _register_validators(fv):
     check("precise_bn_batches", lambda v: v >= 0, "--precise_bn_batches must not be negative")
     check("stall_timeout", lambda v: v >= 0, "--stall_timeout must be 0 (off) or positive")
     check("weight_decay", lambda v: v >= 0, "--weight_decay must not be negative")
+    check("momentum", lambda v: 0 <= v < 1, "--momentum must be in [0, 1)")
+    check("lars_eta", lambda v: v > 0, "--lars_eta must be positive")
+    check("lars_epsilon", lambda v: v >= 0, "--lars_epsilon must not be negative")
+    check("clip_grad_norm", lambda v: v is None or v > 0,
+          "--clip_grad_norm must be positive when given")
     check("label_smoothing", lambda v: 0 <= v < 1, "--label_smoothing must be in [0, 1)")
     check("dropout_rate", lambda v: 0 <= v < 1, "--dropout_rate must be in [0, 1)")
     # The input's own checks (input.options), under the flags' names.
@@ -113,6 +118,10 @@ def _register_validators(fv):
     multi(["batch_size", "micro_batch_size"],
           lambda v: not v["micro_batch_size"] or v["batch_size"] % v["micro_batch_size"] == 0,
           "--batch_size must be a multiple of --micro_batch_size")
+    multi(["optimizer", "weight_decay_mode"],
+          lambda v: v["optimizer"] != "lars" or v["weight_decay_mode"] == "all",
+          "--weight_decay_mode does not apply to --optimizer=lars: its weight decay is part of "
+          "the update, and leaves batch norm parameters and biases out")
     multi(["resume_from_epoch", "resume_from_checkpoint_path"],
           lambda v: not v["resume_from_epoch"] or v["resume_from_checkpoint_path"] is not None,
           "--resume_from_epoch needs --resume_from_checkpoint_path")

@@ -147,17 +147,28 @@ def net(fv: flags.FlagValues, resolved: Resolved):
 def train_step(fv: flags.FlagValues, *, model, backend, resolved: Resolved,
                micro_batches: int):
     """The train step, which owns the net, the optimizer and the weight average."""
-    decoupled = fv.weight_decay if fv.weight_decay_mode == "decoupled" else 0.0
     lr_fn = schedules.build(fv.lr_schedule, initial_lr=fv.initial_lr,
                             steps_per_epoch=resolved.steps_per_epoch,
                             warmup_epochs=fv.warmup_epochs, total_epochs=fv.epochs)
+    # LARS decays inside its update; the others by an L2 penalty in the loss or decoupled.
+    loss_weight_decay = 0.0 if fv.optimizer == "lars" else fv.weight_decay
     return engine.TrainStep(
-        net=model, optimizer=optimizers.build(fv.optimizer, decoupled_weight_decay=decoupled),
-        backend=backend, lr_fn=lr_fn, weight_decay=fv.weight_decay,
-        weight_decay_mode=fv.weight_decay_mode, label_smoothing=fv.label_smoothing,
-        grad_accum_steps=micro_batches,
+        net=model, optimizer=optimizer(fv, model), backend=backend, lr_fn=lr_fn,
+        weight_decay=loss_weight_decay, weight_decay_mode=fv.weight_decay_mode,
+        label_smoothing=fv.label_smoothing, grad_accum_steps=micro_batches,
         ema=ema.WeightEma(model, fv.ema_decay) if fv.ema_decay else None,
-        jit_compile=fv.jit_compile, seed=resolved.seed)
+        jit_compile=fv.jit_compile, seed=resolved.seed, clip_grad_norm=fv.clip_grad_norm)
+
+
+def optimizer(fv: flags.FlagValues, model):
+    if fv.optimizer == "lars":
+        roles = model.variables_by_role()
+        return optimizers.build("lars", momentum=fv.momentum, eta=fv.lars_eta,
+                                epsilon=fv.lars_epsilon, weight_decay=fv.weight_decay,
+                                excluded=roles["normalization"] + roles["biases"])
+    decoupled = fv.weight_decay if fv.weight_decay_mode == "decoupled" else 0.0
+    options = {"momentum": fv.momentum} if fv.optimizer == "sgd" else {}
+    return optimizers.build(fv.optimizer, decoupled_weight_decay=decoupled, **options)
 
 
 def train_config(fv: flags.FlagValues, resolved: Resolved) -> engine.TrainConfig:

@@ -1,5 +1,6 @@
-"""Flags of the optimization beyond the recipe's: schedule, label smoothing, weight decay's form,
-micro-batch slots and accumulation, weight average, gradient compression."""
+"""Flags of the optimization beyond the recipe's: schedule, momentum and LARS, gradient clipping,
+label smoothing, weight decay's form, micro-batch slots and accumulation, weight average,
+gradient compression."""
 from absl import flags
 
 from engine import losses, schedules
@@ -7,7 +8,17 @@ from engine import losses, schedules
 
 def define(fv: flags.FlagValues):
     flags.DEFINE_enum("lr_schedule", "step", list(schedules.NAMES), "step: the recipe's (x0.1 "
-                      "at epochs 30, 60, 80); cosine.", flag_values=fv)
+                      "at epochs 30, 60, 80); cosine; poly: (1 - progress)^2 to 1e-4 after the "
+                      "warm-up, as MLPerf's LARS runs.", flag_values=fv)
+    flags.DEFINE_float("momentum", 0.9, "Momentum of --optimizer=sgd and lars.", flag_values=fv)
+    flags.DEFINE_float("lars_eta", 0.001, "--optimizer=lars: the trust coefficient eta of "
+                       "eta * ||w|| / (||g|| + weight_decay * ||w|| + epsilon).", flag_values=fv)
+    flags.DEFINE_float("lars_epsilon", 0.0, "--optimizer=lars: epsilon of the trust ratio.",
+                       flag_values=fv)
+    flags.DEFINE_float("clip_grad_norm", None, "Scale the all-reduced gradients down to this "
+                       "global norm when it is larger (the same on every worker), before the "
+                       "update. The training records carry grad_norm (before clipping) either "
+                       "way.", flag_values=fv)
     flags.DEFINE_float("label_smoothing", 0.0, "Label smoothing.", flag_values=fv)
     flags.DEFINE_enum("weight_decay_mode", "all", list(losses.WEIGHT_DECAY_MODES),
                       "all: L2 on every kernel, bias and BN parameter (the recipe); kernels: "

@@ -19,7 +19,9 @@ def define(fv: flags.FlagValues):
     flags.DEFINE_float("dropout_rate", 0.0, "Dropout rate after each conv in blocks and "
                        "transitions.", flag_values=fv)
     flags.DEFINE_enum("optimizer", "sgd", list(optimizers.NAMES),
-                      "sgd: momentum 0.9 Nesterov; adam/rmsprop: epsilon 1e-2 as the recipe.",
+                      "sgd: momentum 0.9 Nesterov; adam/rmsprop: epsilon 1e-2 as the recipe; lars: "
+                      "momentum with a layer-wise trust ratio (see --lars_eta), for global "
+                      "batches of thousands.",
                       flag_values=fv)
     flags.DEFINE_integer("batch_size", 256, "Global batch size; each worker takes batch_size "
                          "/ workers.", flag_values=fv)
