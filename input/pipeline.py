@@ -89,6 +89,21 @@ def _options(deterministic, private_threads):
     return options
 
 
+# TensorFlow reduces seeds modulo this (tensorflow/python/framework/random_seed.py).
+_MAXINT32 = 2**31 - 1
+
+
+def _settle_graph_seed():
+    """Inside a tf.data function: the shuffles below take seed tensors (one per epoch), which
+    TensorFlow's Python seed check cannot handle when the global seed is 0 modulo 2**31 - 1 (a
+    common tf.random.set_seed(0)): it tests seeds == (0, 0), asking a tensor for a truth value.
+    Then this function's own graph takes another fixed graph-level seed; any other global seed
+    is left as it is, and with it every stream it gives."""
+    graph = tf.compat.v1.get_default_graph()
+    if graph.seed is not None and graph.seed % _MAXINT32 == 0:
+        graph.seed = _MAXINT32 - 1
+
+
 def train_dataset(source, *, batch_size: int, shard_index: int = 0, num_shards: int = 1,
                   seed: int = 0, start_example: int = 0, skip_examples=(),
                   options: InputOptions = InputOptions()) -> tf.data.Dataset:
@@ -107,6 +122,7 @@ def train_dataset(source, *, batch_size: int, shard_index: int = 0, num_shards: 
     ids_tensor = tf.constant(ids, tf.int64)
 
     def epoch(k):
+        _settle_graph_seed()
         order = tf.data.Dataset.from_tensor_slices(ids_tensor).shuffle(
             len(ids), seed=seed * 1_000_003 + k, reshuffle_each_iteration=False)
         elements = source.elements(order, CYCLE_LENGTH, deterministic)
