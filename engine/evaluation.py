@@ -52,14 +52,16 @@ class Evaluator:
 
     def evaluate_if_missing(self, step, steps_per_epoch):
         """A run killed between an epoch's checkpoint and its evaluation resumes past that
-        epoch: evaluate it now, so that no epoch's validation metrics are missing."""
+        epoch: evaluate it now, so that no epoch's validation metrics are missing. Returns its
+        metrics, or None when none was missing."""
         if step == 0 or step % steps_per_epoch or not self.due(step // steps_per_epoch):
-            return
+            return None
         have = (not self.backend.is_chief
                 or any(r["split"] == run_format.VALIDATION and r["step"] == step
                        for r in self.recorder.records()))
         if self.backend.any(not have):
-            self.recompute_and_evaluate(step, step // steps_per_epoch)
+            return self.recompute_and_evaluate(step, step // steps_per_epoch)
+        return None
 
     def average_drifting_statistics(self):
         """Workers' BN statistics drift apart (each sees its own batches): average them so that

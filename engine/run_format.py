@@ -6,6 +6,8 @@
                      input_wait_sec, compute_sec, peak_host_memory_mb[, peak_device_memory_mb]
     validation[_ema]: loss, top1, top5, examples, seconds, elapsed_sec[, precise_bn_sec]
     profile / tensor_dumps: first_step, segment_first_step, images_per_sec (a debugging window)
+    time_to_accuracy: epoch, top1, target, elapsed_sec (training time of every segment),
+                     images (seen by then): the first evaluation that reached --target_accuracy
   `Recorder` writes it (rank 0) and `read_records` reads it.
 - TensorBoard scalars under <model_dir>/<split>.
 - Profiler captures under <model_dir>/train/plugins/profile/<time>/ (`profiler_logdir`, where
@@ -23,7 +25,8 @@ import tensorflow as tf
 METRICS_FILE = "metrics.jsonl"
 TRAIN, VALIDATION, VALIDATION_EMA = "train", "validation", "validation_ema"
 PROFILE, TENSOR_DUMPS = "profile", "tensor_dumps"
-SPLITS = (TRAIN, VALIDATION, VALIDATION_EMA, PROFILE, TENSOR_DUMPS)
+TIME_TO_ACCURACY = "time_to_accuracy"
+SPLITS = (TRAIN, VALIDATION, VALIDATION_EMA, PROFILE, TENSOR_DUMPS, TIME_TO_ACCURACY)
 
 
 

@@ -32,13 +32,14 @@ def cosine(step, initial_lr, steps_per_epoch, warmup_epochs, total_epochs):
 
 def poly(step, initial_lr, steps_per_epoch, warmup_epochs, total_epochs, power=2.0,
          end_lr=1e-4):
-    """Linear warm-up as the recipe's, then polynomial decay to end_lr at the end, as MLPerf's
-    ResNet-50 LARS reference (tf.compat.v1.train.polynomial_decay, power 2, end 1e-4):
-    end_lr + (initial_lr - end_lr) * (1 - (step - warmup_steps) / decay_steps) ** power, with
-    decay_steps = total_steps - warmup_steps. end_lr is never above initial_lr."""
+    """Linear warm-up as the recipe's, then polynomial decay towards end_lr, as MLPerf's
+    ResNet-50 LARS reference (mlcommons/training image_classification/tensorflow2/lars_util.py:
+    PolynomialDecay of power 2 to 1e-4 over total_steps - warmup_steps + 1 steps):
+    end_lr + (initial_lr - end_lr) * (1 - (step - warmup_steps) / decay_steps) ** power.
+    end_lr is never above initial_lr."""
     step = tf.cast(step, tf.float64)
     warmup_steps = float(warmup_epochs * steps_per_epoch)
-    decay_steps = max(float(total_epochs * steps_per_epoch) - warmup_steps, 1.0)
+    decay_steps = max(float(total_epochs * steps_per_epoch) - warmup_steps + 1.0, 1.0)
     end_lr = min(end_lr, initial_lr)
     progress = tf.clip_by_value((step - warmup_steps) / decay_steps, 0.0, 1.0)
     lr = end_lr + (initial_lr - end_lr) * tf.pow(1.0 - progress, power)

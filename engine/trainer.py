@@ -10,11 +10,13 @@ from typing import Optional, Sequence, Tuple
 import tensorflow as tf
 
 from engine import hooks, observe, run_format
+from engine.best import BestCheckpoint
 from engine.controller import Controller, Hook
 from engine.evaluation import Evaluator
 from engine.run_state import RunState
 from engine.runner import StepRunner
 from engine.step import TrainStep
+from engine.time_to_accuracy import StopAtTarget
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +42,8 @@ class TrainConfig:
     progress: bool = False                   # a live progress line on a terminal
     precise_bn_batches: int = 0              # BN statistics recomputed before evaluating
     allow_redeal: bool = False               # resume a checkpoint of another slot count
+    keep_best: Optional[str] = None          # keep the best checkpoint by this metric (best.py)
+    target_accuracy: Optional[float] = None  # stop at the first evaluation with top-1 >= it
 
 
 class _NoWatchdog:
@@ -75,6 +79,19 @@ class Trainer:
             precise_bn_batches=config.precise_bn_batches, recorder=self.recorder,
             log=self.log, elapsed=self.state.elapsed_seconds, watch=self.watch,
             validation_freq=config.validation_freq, epochs=config.epochs)
+        # What follows an evaluation, in order: the best checkpoint first (a run that stops at
+        # its target keeps that evaluation's checkpoint as the best too).
+        self.after_evaluation = []
+        if config.keep_best:
+            self.after_evaluation.append(BestCheckpoint(
+                config.model_dir, metric=config.keep_best,
+                checkpoint=self.state.checkpoints.checkpoint, recorder=self.recorder,
+                log=self.log))
+        if config.target_accuracy:
+            self.after_evaluation.append(StopAtTarget(
+                target=config.target_accuracy, recorder=self.recorder,
+                global_batch=config.batch_size, elapsed=self.state.elapsed_seconds,
+                any_worker=backend.any))
 
     def save(self, step):
         return self.state.save(step, self.recorder)
@@ -88,7 +105,12 @@ class Trainer:
         if writers is not None and writers != self.backend.size:
             self.log(self._worker_change_note(writers, redealt=slots != self.state.slot_count))
         self.recorder.truncate_after(step)
-        self.evaluator.evaluate_if_missing(step, cfg.steps_per_epoch)
+        for follower in self.after_evaluation:
+            follower.begin(step)
+        missing = self.evaluator.evaluate_if_missing(step, cfg.steps_per_epoch)
+        if missing is not None:
+            for follower in self.after_evaluation:
+                follower.evaluated(step, step // cfg.steps_per_epoch, missing)
         iterator = iter(self.data.train_dataset(
             self.local_batch, shard_index=self.backend.rank, num_shards=self.backend.size,
             seed=cfg.seed, start_example=step * self.local_batch,
@@ -120,7 +142,8 @@ class Trainer:
             summary_steps=cfg.save_summary_steps, steps_per_epoch=cfg.steps_per_epoch,
             quiet=cfg.progress)
         epoch_end = hooks.EpochEnd(steps_per_epoch=cfg.steps_per_epoch, epoch=self.state.epoch,
-                                   evaluator=self.evaluator, save=self.save)
+                                   evaluator=self.evaluator, save=self.save,
+                                   after_evaluation=self.after_evaluation)
         out = [pace, train_log,
                hooks.PeriodicCheckpoint(every=cfg.checkpoint_steps,
                                         steps_per_epoch=cfg.steps_per_epoch, save=self.save),

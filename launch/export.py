@@ -2,6 +2,7 @@
 
     python -m launch.export --model_dir=RUN --export_dir=OUT [--checkpoint=RUN/checkpoints/ckpt-N]
         [--ema]   (the weight average of a run trained with --ema_decay)
+        [--best]  (the checkpoint --keep_best kept: its weight average for an _ema metric)
 
 serving_default(encoded: string [N]) -> probabilities [N, C], top5_classes, top5_probabilities:
     JPEG/PNG bytes, preprocessed as the run evaluated (shorter side resize, central crop).
@@ -22,6 +23,8 @@ flags.DEFINE_string("checkpoint", None, "A checkpoint of the run (default: its l
 flags.DEFINE_string("export_dir", None, "Where to write the SavedModel.")
 flags.DEFINE_boolean("ema", False, "Export the weight average (a run trained with "
                      "--ema_decay) instead of the weights.")
+flags.DEFINE_boolean("best", False, "Export the best checkpoint of a run trained with "
+                     "--keep_best (with a --keep_best=*_ema metric, its weight average).")
 flags.mark_flags_as_required(["model_dir", "export_dir"])
 
 
@@ -61,14 +64,18 @@ def main(argv):
 
     from launch import run_dir
     try:
-        net, run_flags, _, path = run_dir.load(FLAGS.model_dir, FLAGS.checkpoint, ema=FLAGS.ema)
+        checkpoint, ema = FLAGS.checkpoint, FLAGS.ema
+        if FLAGS.best:
+            checkpoint, averaged = run_dir.best_checkpoint(FLAGS.model_dir, checkpoint=checkpoint)
+            ema = ema or averaged
+        net, run_flags, _, path = run_dir.load(FLAGS.model_dir, checkpoint, ema=ema)
     except ONE_LINE_ERRORS as e:
         return report("export", e)
     module = build_module(net, run_flags.image_size, run_flags.preprocessing)
     tf.saved_model.save(module, FLAGS.export_dir,
                         signatures={"serving_default": module.serve,
                                     "predict_images": module.predict_images})
-    weights = "weight average of " if FLAGS.ema else ""
+    weights = "weight average of " if ema else ""
     print(f"export: {weights}{path} -> {FLAGS.export_dir} (signatures serving_default, "
           f"predict_images)")
     return 0

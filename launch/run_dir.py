@@ -7,7 +7,7 @@ import tensorflow as tf
 from absl import flags
 
 import nets
-from engine import checkpoints
+from engine import best, checkpoints
 from launch import train_flags
 from launch.errors import CommandError
 from launch.train_flags import objects
@@ -69,6 +69,17 @@ def load(model_dir, checkpoint=None, *, ema=False):
     except checkpoints.CheckpointError as e:
         raise RunDirError(str(e)) from None
     return net, run_flags, class_names(run_flags), path
+
+
+def best_checkpoint(model_dir, *, checkpoint=None):
+    """(path, whether it is the weight average that scored) of the run's --keep_best
+    checkpoint."""
+    if checkpoint:
+        raise RunDirError("--best and --checkpoint each name a checkpoint: give one")
+    kept = best.read(model_dir)
+    if kept is None:
+        raise RunDirError(f"{model_dir} kept no best checkpoint (train with --keep_best)")
+    return kept["checkpoint"], best.uses_weight_average(kept["metric"])
 
 
 def class_names(run_flags):

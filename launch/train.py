@@ -25,6 +25,7 @@ from launch.train_flags import objects
 
 FLAGS = flags.FLAGS
 train_flags.define(FLAGS)
+MAX_SEED = train_flags.MAX_SEED
 
 
 def main(argv):
@@ -50,6 +51,14 @@ def main(argv):
             log(f"checkpoints: {os.path.join(FLAGS.model_dir, 'checkpoints')}\n"
                 f"metrics:     {os.path.join(FLAGS.model_dir, run_format.METRICS_FILE)}\n"
                 f"tensorboard: tensorboard --logdir {FLAGS.model_dir}")
+            return 0
+        except engine.TargetReached as reached:
+            record = reached.args[0]
+            if record is not None:
+                log(f"reached --target_accuracy={record['target']}: validation top-1 "
+                    f"{record['top1']:.4f} at step {record['step']} (epoch {record['epoch']}), "
+                    f"after {record['elapsed_sec']:.1f} s of training and {record['images']:,} "
+                    f"images; stopped with its checkpoint")
             return 0
         except engine.StopRequested as stop:
             log(f"stopped by a signal after step {stop.args[0]}; checkpoint written; run the "
@@ -88,7 +97,7 @@ def rank0_value(backend, value):
 def shared_seed(fv, backend):
     """--seed, or one drawn by rank 0 and shared (workers must agree on shard orders)."""
     return rank0_value(backend, fv.seed if fv.seed is not None
-                       else random.SystemRandom().randrange(1, 2**31))
+                       else random.SystemRandom().randrange(1, MAX_SEED + 1))
 
 
 def settle_dtype(fv, backend, log, support):

@@ -120,3 +120,27 @@ def assert_same_latest_checkpoints(a_dir, b_dir):
     for key in a:
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
     return list(a)
+
+
+def saved_model_top1(export_dir, data_dir, image_size=32):
+    """(top-1, examples) of a launch.export SavedModel on data_dir's validation TFRecords, read
+    and preprocessed here (predict_images signature), against their labels."""
+    import glob
+
+    import numpy as np
+    import tensorflow as tf
+
+    from input import preprocessing
+    loaded = tf.saved_model.load(str(export_dir))
+    hits = count = 0
+    for path in sorted(glob.glob(os.path.join(data_dir, "validation", "validation-*"))):
+        for serialized in tf.data.TFRecordDataset(path):
+            example = tf.train.Example.FromString(serialized.numpy()).features.feature
+            image = preprocessing.eval_image(
+                tf.constant(example["image/encoded"].bytes_list.value[0]), image_size)
+            label = example["image/class/label"].int64_list.value[0] - 1
+            probabilities = loaded.signatures["predict_images"](
+                images=image[None])["probabilities"].numpy()[0]
+            hits += int(np.argmax(probabilities) == label)
+            count += 1
+    return hits / count, count

@@ -19,6 +19,8 @@ from launch.train_flags import augmentation, loop, machine, model, objects, opti
 from launch.train_flags import input as input_flags
 
 FLAGS = flags.FLAGS
+# The largest --seed: TensorFlow reduces seeds modulo 2**31 - 1, so larger ones alias smaller.
+MAX_SEED = 2**31 - 2
 CONCERNS = (recipe, input_flags, augmentation, model, optimization, loop, machine)
 
 
@@ -84,6 +86,10 @@ def _register_validators(fv):
     check("lars_epsilon", lambda v: v >= 0, "--lars_epsilon must not be negative")
     check("clip_grad_norm", lambda v: v is None or v > 0,
           "--clip_grad_norm must be positive when given")
+    check("seed", lambda v: v is None or 0 <= v <= MAX_SEED,
+          f"--seed must be in [0, {MAX_SEED}]")
+    check("target_accuracy", lambda v: v is None or 0 < v <= 1,
+          "--target_accuracy must be in (0, 1]")
     check("label_smoothing", lambda v: 0 <= v < 1, "--label_smoothing must be in [0, 1)")
     check("dropout_rate", lambda v: 0 <= v < 1, "--dropout_rate must be in [0, 1)")
     # The input's own checks (input.options), under the flags' names.
@@ -122,6 +128,13 @@ def _register_validators(fv):
           lambda v: v["optimizer"] != "lars" or v["weight_decay_mode"] == "all",
           "--weight_decay_mode does not apply to --optimizer=lars: its weight decay is part of "
           "the update, and leaves batch norm parameters and biases out")
+    multi(["keep_best", "ema_decay"],
+          lambda v: not (v["keep_best"] or "").endswith("_ema") or v["ema_decay"],
+          "--keep_best=*_ema needs --ema_decay (the weight average it scores)")
+    multi(["keep_best", "target_accuracy", "validation_steps"],
+          lambda v: v["validation_steps"] != 0 or not (v["keep_best"] or v["target_accuracy"]),
+          "--keep_best and --target_accuracy need evaluations: --validation_steps=0 turns "
+          "them off")
     multi(["resume_from_epoch", "resume_from_checkpoint_path"],
           lambda v: not v["resume_from_epoch"] or v["resume_from_checkpoint_path"] is not None,
           "--resume_from_epoch needs --resume_from_checkpoint_path")

@@ -1,8 +1,8 @@
-"""Flags of the loop: logging, checkpoints, evaluation cadence, steps per call, stop latency,
-XLA, profiling, tensor dumps, progress."""
+"""Flags of the loop: logging, checkpoints (the best kept apart), evaluation cadence, a target
+accuracy, steps per call, stop latency, XLA, profiling, tensor dumps, progress."""
 from absl import flags
 
-from engine import tensor_dumps
+from engine import best, tensor_dumps
 
 # --steps_per_loop=auto's most steps per call: the watchdog's and the progress line's
 # granularity (both see a call as one event).
@@ -15,6 +15,14 @@ def define(fv: flags.FlagValues):
     flags.DEFINE_integer("checkpoint_steps", None, "Also checkpoint every N steps (epoch ends "
                          "always).", flag_values=fv)
     flags.DEFINE_integer("keep_checkpoints", 5, "Checkpoints kept.", flag_values=fv)
+    flags.DEFINE_enum("keep_best", None, list(best.METRICS), "Also keep the checkpoint whose "
+                      "evaluation scored best on this validation metric (_ema: the weight "
+                      "average's), in model_dir/best/, apart from --keep_checkpoints and across "
+                      "resumes; launch.export --best exports it.", flag_values=fv)
+    flags.DEFINE_float("target_accuracy", None, "Stop after the first evaluation whose "
+                       "validation top-1 reaches this (in (0, 1]), with a checkpoint and exit "
+                       "0; metrics.jsonl records the step, epoch, training seconds (all "
+                       "segments) and images seen (split time_to_accuracy).", flag_values=fv)
     flags.DEFINE_integer("validation_freq", 1, "Evaluate every N epochs (Keras fit's "
                          "validation_freq), and always after the last; precise BN statistics "
                          "are recomputed only before an evaluation.", flag_values=fv)

@@ -187,7 +187,8 @@ def train_config(fv: flags.FlagValues, resolved: Resolved) -> engine.TrainConfig
         resume_from_epoch=fv.resume_from_epoch if fv.resume_from_checkpoint_path else None,
         allow_fresh_start=fv.allow_fresh_start,
         progress=fv.progress is not False and sys.stdout.isatty(),
-        precise_bn_batches=fv.precise_bn_batches, allow_redeal=fv.allow_redeal)
+        precise_bn_batches=fv.precise_bn_batches, allow_redeal=fv.allow_redeal,
+        keep_best=fv.keep_best, target_accuracy=fv.target_accuracy)
 
 
 def stall_watchdog(fv: flags.FlagValues, rank: int):

@@ -43,16 +43,17 @@ def test_cosine_schedule_warms_up_then_decays_to_zero():
 
 def test_poly_schedule_is_mlperfs_polynomial_decay_after_the_warm_up():
     """After the warm-up, tf.compat.v1.train.polynomial_decay (power 2, end 1e-4) of the steps
-    past it: an independent implementation of the same formula."""
+    past it over total - warm-up + 1 steps (MLPerf's lars_util): an independent implementation
+    of the same formula."""
     lr = schedules.build("poly", initial_lr=2.0, steps_per_epoch=10, warmup_epochs=2,
                           total_epochs=12)
     for step in (0, 5, 19):
         np.testing.assert_allclose(float(lr(step)), 2.0 * step / 20, rtol=1e-6)
     for step in (20, 21, 57, 100, 119, 120, 130):
-        decayed = tf.compat.v1.train.polynomial_decay(2.0, step - 20, 100, end_learning_rate=1e-4,
+        decayed = tf.compat.v1.train.polynomial_decay(2.0, step - 20, 101, end_learning_rate=1e-4,
                                                       power=2.0)
         np.testing.assert_allclose(float(lr(step)), float(decayed()), rtol=1e-6, atol=1e-8,
                                    err_msg=f"step {step}")
     small = schedules.build("poly", initial_lr=5e-5, steps_per_epoch=10, warmup_epochs=0,
                             total_epochs=1)
-    np.testing.assert_allclose(float(small(10)), 5e-5, rtol=1e-6)  # never rises to 1e-4
+    np.testing.assert_allclose(float(small(11)), 5e-5, rtol=1e-6)  # never rises to 1e-4

@@ -52,6 +52,18 @@ def refused(args, env=None):
     (["--stop_within=0"], "--stop_within must be a positive integer"),
     (["--intra_op_threads=0"], "--intra_op_threads must be a positive integer when given"),
     (["--dataset_private_threads=-2"], "--dataset_private_threads must be a positive integer"),
+    (["--optimizer=lars", "--lars_eta=-0.001"], "--lars_eta must be positive"),
+    (["--lars_epsilon=-1"], "--lars_epsilon must not be negative"),
+    (["--momentum=1"], "--momentum must be in [0, 1)"),
+    (["--clip_grad_norm=0"], "--clip_grad_norm must be positive when given"),
+    (["--keep_best=top3"], "flag --keep_best=top3: value should be one of"),
+    (["--keep_best=top1_ema"], "--keep_best=*_ema needs --ema_decay"),
+    (["--keep_best=top1", "--validation_steps=0"], "--keep_best and --target_accuracy need "
+     "evaluations"),
+    (["--target_accuracy=0"], "--target_accuracy must be in (0, 1]"),
+    (["--target_accuracy=75"], "--target_accuracy must be in (0, 1]"),
+    (["--optimizer=lars", "--weight_decay_mode=kernels"],
+     "--weight_decay_mode does not apply to --optimizer=lars"),
     (["--input=synthetic", "--randaugment=9,2"],
      "--randaugment and --random_erasing augment decoded images; --input=synthetic has none"),
 ])

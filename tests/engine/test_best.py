@@ -1,0 +1,90 @@
+"""The best checkpoint (--keep_best): kept when an evaluation beats the best so far, by the
+metric's direction, across new segments of the run (a new BestCheckpoint reading model_dir, as
+after a kill -9), and holding the state of the step that scored; read back with TF's reader."""
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from engine import best, run_format
+
+pytestmark = pytest.mark.smoke
+
+
+def segment(model_dir, metric, variable, start_step):
+    recorder = run_format.Recorder(str(model_dir), is_chief=True)
+    keeper = best.BestCheckpoint(str(model_dir), metric=metric,
+                                 checkpoint=tf.train.Checkpoint(v=variable), recorder=recorder,
+                                 log=lambda *_: None)
+    keeper.begin(start_step)
+    return keeper, recorder
+
+
+def kept_value(model_dir):
+    record = best.read(str(model_dir))
+    return record, float(tf.train.load_checkpoint(record["checkpoint"]).get_tensor(
+        "v/.ATTRIBUTES/VARIABLE_VALUE"))
+
+
+def files(model_dir):
+    return sorted({f.split(".")[0] for f in os.listdir(model_dir / "best")
+                   if f.startswith("ckpt-")})
+
+
+def test_the_best_evaluation_is_kept_across_segments(tmp_path):
+    v = tf.Variable(0.0)
+    keeper, _ = segment(tmp_path, "top1", v, 0)
+    for step, top1 in ((1, 0.3), (2, 0.5), (3, 0.4)):
+        v.assign(float(step))
+        keeper.evaluated(step, step, {"top1": top1, "loss": 1.0})
+    record, value = kept_value(tmp_path)
+    assert (record["step"], record["value"], record["metric"], value) == (2, 0.5, "top1", 2.0)
+    assert files(tmp_path) == ["ckpt-2"]
+    # A new segment (the run killed and resumed at step 3) goes on from the kept best.
+    keeper, _ = segment(tmp_path, "top1", v, 3)
+    for step, top1 in ((4, 0.45), (5, 0.6)):
+        v.assign(float(step))
+        keeper.evaluated(step, step, {"top1": top1})
+    record, value = kept_value(tmp_path)
+    assert (record["step"], value) == (5, 5.0)
+    assert files(tmp_path) == ["ckpt-5"]
+
+
+def test_loss_is_kept_at_its_lowest(tmp_path):
+    v = tf.Variable(0.0)
+    keeper, _ = segment(tmp_path, "loss_ema", v, 0)
+    for step, loss in ((1, 2.0), (2, 1.5), (3, 1.7)):
+        v.assign(float(step))
+        keeper.evaluated(step, step, {"ema_loss": loss})
+    assert kept_value(tmp_path)[0]["step"] == 2
+
+
+def test_a_run_killed_between_its_evaluation_and_keeping_it_keeps_it_on_resume(tmp_path):
+    """The resumed state is that of the evaluated step: begin() keeps it when its evaluation,
+    on record, beats the best; a checkpoint a kill left half-kept is removed."""
+    v = tf.Variable(1.0)
+    keeper, recorder = segment(tmp_path, "top1", v, 0)
+    keeper.evaluated(1, 1, {"top1": 0.3})
+    tf.train.Checkpoint(v=tf.Variable(9.0)).write(str(tmp_path / "best" / "ckpt-7"))  # orphan
+    recorder.write({"split": "validation", "step": 6, "epoch": 6, "top1": 0.8, "loss": 0.5})
+    v.assign(6.0)
+    segment(tmp_path, "top1", v, 6)
+    record, value = kept_value(tmp_path)
+    assert (record["step"], record["value"], value) == (6, 0.8, 6.0)
+    assert files(tmp_path) == ["ckpt-6"]
+    with open(tmp_path / "best" / "best.json") as f:
+        assert json.load(f)["checkpoint"] == "ckpt-6"
+
+
+def test_a_best_past_the_resumed_step_is_replaced(tmp_path):
+    v = tf.Variable(4.0)
+    keeper, _ = segment(tmp_path, "top1", v, 0)
+    keeper.evaluated(4, 4, {"top1": 0.9})
+    keeper, _ = segment(tmp_path, "top1", v, 2)  # resumed from an earlier checkpoint
+    v.assign(3.0)
+    keeper.evaluated(3, 3, {"top1": 0.2})
+    record, value = kept_value(tmp_path)
+    assert (record["step"], value) == (3, 3.0)
+    np.testing.assert_equal(files(tmp_path), ["ckpt-3"])
