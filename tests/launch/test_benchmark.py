@@ -7,8 +7,6 @@ import pytest
 
 from tests import helpers
 
-pytestmark = pytest.mark.serial
-
 
 def benchmark(*args):
     out = helpers.run_checked([sys.executable, "-m", "launch.benchmark", *args], timeout=600)

@@ -12,7 +12,7 @@ from tests import helpers
 from tests.launch import ssh_hosts
 from tests.launch.test_slots_cli import assert_same_run
 
-pytestmark = [pytest.mark.slow, pytest.mark.serial]
+pytestmark = pytest.mark.slow
 HOROVODRUN = os.path.join(os.path.dirname(sys.executable), "horovodrun")
 # 2 slots of 8 examples: one per host, or both on one. One compute thread per process: the
 # "hosts" share this machine's cores (a host's own share would be sized to its cores), and

@@ -12,8 +12,6 @@ import pytest
 
 from tests import helpers
 
-pytestmark = pytest.mark.serial
-
 HOROVODRUN = os.path.join(os.path.dirname(sys.executable), "horovodrun")
 PROBE = os.path.join(helpers.REPO, "tests", "launch", "slow_rank_probe.py")
 COMPONENTS = ("input", "forward", "backward", "allreduce", "apply", "other")
@@ -72,6 +70,7 @@ def demo_profile(tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.serial
 def test_report_splits_each_captured_step_of_the_demo_model(demo_profile):
     report = profile_json(demo_profile)
     assert [row["step"] for row in report["steps"]] == [4, 5, 6]
@@ -87,6 +86,7 @@ def test_report_splits_each_captured_step_of_the_demo_model(demo_profile):
 
 
 @pytest.mark.slow
+@pytest.mark.serial
 def test_top_ops_are_the_profilers_self_times(demo_profile):
     """The 10 ops are the framework_op_stats tool's largest self times, in order, as a share of
     the captured steps' wall time."""
@@ -110,6 +110,7 @@ def test_top_ops_are_the_profilers_self_times(demo_profile):
 
 
 @pytest.mark.slow
+@pytest.mark.serial
 def test_top_layers_sum_their_ops_trace_time_and_name_the_nets_layers(demo_profile):
     """Each of the 10 layers is a DenseNet-121 layer (as keras.applications names it) or the
     ops outside any layer, and its self time is the trace's time of the ops under its scope."""
@@ -165,6 +166,7 @@ def test_compute_advice_fits_the_device_that_ran():
 
 
 @pytest.mark.slow
+@pytest.mark.serial
 def test_json_round_trips_with_the_table_and_the_plot_is_drawn(demo_profile, tmp_path):
     from PIL import Image
     report = profile_json(demo_profile)
@@ -198,6 +200,7 @@ def test_json_round_trips_with_the_table_and_the_plot_is_drawn(demo_profile, tmp
 
 
 @pytest.mark.slow
+@pytest.mark.serial
 def test_slow_input_dominates_and_the_advice_says_so(tmp_path):
     """JPEGs decoded by one thread feed a tiny net. At 224 px this machine decodes a batch
     faster than the net trains on it, so the files are 448 px; the window starts once the
@@ -220,6 +223,7 @@ def test_slow_input_dominates_and_the_advice_says_so(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.serial
 def test_two_workers_report_the_allreduce_and_rank_1s_planted_delay(tmp_path):
     from tests.launch import slow_rank_probe
     model_dir, timeline = tmp_path / "run", tmp_path / "timeline.json"
@@ -257,6 +261,7 @@ def test_a_tiny_capture_reads_on_this_lanes_converter(tmp_path):
 
 
 @pytest.mark.smoke
+@pytest.mark.serial
 def test_gradient_accumulation_splits_the_micro_batches_ops_by_phase(tmp_path):
     """The micro-batches run in a while loop, whose ops the profiler names under "while/..."
     and does not group by step: they are still read as forward and backward."""

@@ -13,8 +13,6 @@ import tensorflow as tf
 from tests import helpers
 from tests.helpers import TINY
 
-pytestmark = pytest.mark.serial
-
 HOROVODRUN = os.path.join(os.path.dirname(sys.executable), "horovodrun")
 ENV = dict(os.environ, PYTHONPATH=helpers.REPO, TF_CPP_MIN_LOG_LEVEL="2")
 
@@ -90,6 +88,7 @@ LONG_STEPS = ["--model=densenet", "--blocks=3,3", "--growth_rate=32", "--stem_fi
 
 
 @pytest.mark.slow
+@pytest.mark.serial  # it times the stop
 def test_sigterm_ends_long_steps_within_stop_within_and_the_resumed_run_is_exact(small_data,
                                                                                   tmp_path):
     """Steps of about 2 s and logs every 50 (100 s apart): SIGTERM once the pace is measured
@@ -122,6 +121,7 @@ def test_sigterm_ends_long_steps_within_stop_within_and_the_resumed_run_is_exact
 
 
 @pytest.mark.slow
+@pytest.mark.serial  # it times the stop
 def test_one_horovod_worker_killed_ends_the_job_then_rerun_resumes(small_data, tmp_path):
     """kill -9 of one worker of horovodrun -np 2: the job exits non-zero within 60 s and leaves
     no process behind; the rerun resumes from the last checkpoint."""
@@ -266,6 +266,7 @@ def trainer_pids(model_dir, launcher_pid):
 
 
 @pytest.mark.slow
+@pytest.mark.serial  # it times the stop
 def test_a_stopped_horovod_worker_ends_the_job_then_rerun_resumes(small_data, tmp_path):
     """kill -STOP of rank 1 (a hung worker): rank 0's watchdog ends it within --stall_timeout +
     60 s with one line, the launcher ends, the last checkpoint still loads, and the same
