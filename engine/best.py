@@ -77,8 +77,7 @@ class BestCheckpoint:
         evaluated = [r for r in self.recorder.records()
                      if r["split"] == split and r["step"] == step]
         if evaluated and (self.best is None or self.best["step"] != step):
-            key = self.key
-            self.evaluated(step, evaluated[-1]["epoch"], {key: evaluated[-1][field]})
+            self.evaluated(step, evaluated[-1]["epoch"], {self.key: evaluated[-1][field]})
 
     def evaluated(self, step, epoch, metrics):
         """Keeps this evaluation's checkpoint when it beats the best so far."""

@@ -20,8 +20,9 @@ class StopAtTarget:
     def begin(self, step):
         """A run that reached its target before (a rerun of its command) stops at once: rank 0
         reads the records (the other hosts may not have them) and the workers agree."""
-        reached = [r for r in self.recorder.records() if self.recorder.enabled
-                   and r["split"] == run_format.TIME_TO_ACCURACY and r["step"] <= step]
+        records = self.recorder.records() if self.recorder.enabled else []
+        reached = [r for r in records
+                   if r["split"] == run_format.TIME_TO_ACCURACY and r["step"] <= step]
         if self.any_worker(bool(reached)):
             raise TargetReached(reached[0] if reached else None)
 
