@@ -18,10 +18,13 @@ from launch.train_flags.objects import COMPUTE_DTYPES
 WARMUP_STEPS = 3
 
 
-def worker(*, model, batch_size, image_size, dtype, steps, threads_per_worker=None):
+def worker(*, model, batch_size, image_size, dtype, steps, threads_per_worker=None,
+           profile_dir=None):
     """The engine's train step, timed per step in this process (under a launcher, one of its
     workers: rank 0 reports, images/s over all workers). `threads_per_worker`: True sizes the
-    thread pools as launch.train does, False leaves TensorFlow's own sizing."""
+    thread pools as launch.train does, False leaves TensorFlow's own sizing. `profile_dir`: the
+    timed steps are also captured by TensorFlow's profiler there (tests/benchmarks/op_types.py
+    compares the ops of such captures)."""
     import tensorflow as tf
 
     import nets
@@ -40,11 +43,15 @@ def worker(*, model, batch_size, image_size, dtype, steps, threads_per_worker=No
     labels = tf.random.uniform([batch_size], 0, 1000, tf.int32)
     rates = []
     for i in range(WARMUP_STEPS + steps):
+        if i == WARMUP_STEPS and profile_dir:
+            tf.profiler.experimental.start(profile_dir)
         start = time.perf_counter()
         step(images, labels)
         step.metrics.local_examples()  # waits for the step
         if i >= WARMUP_STEPS:
             rates.append(batch_size * backend.size / (time.perf_counter() - start))
+    if profile_dir:
+        tf.profiler.experimental.stop()
     if not backend.is_chief:
         return None
     return {"impl": "engine", "tf": tf.__version__, "dtype": dtype,

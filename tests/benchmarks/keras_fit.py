@@ -19,6 +19,8 @@ def main():
     parser.add_argument("--image_size", type=int, default=224)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--profile_dir", help="also capture the timed steps with TensorFlow's "
+                        "profiler here")
     args = parser.parse_args()
     import keras  # the lane's own Keras: 2 on TF 2.15, 3 on TF 2.21
     if args.dtype == "bf16":
@@ -36,10 +38,14 @@ def main():
 
     class Timer(keras.callbacks.Callback):
         def on_train_batch_begin(self, batch, logs=None):
+            if batch == args.warmup and args.profile_dir:
+                tf.profiler.experimental.start(args.profile_dir)
             self.start = time.perf_counter()
 
         def on_train_batch_end(self, batch, logs=None):
             times.append(time.perf_counter() - self.start)
+            if batch == args.warmup + args.steps - 1 and args.profile_dir:
+                tf.profiler.experimental.stop()
 
     model.fit(data, epochs=1, steps_per_epoch=args.warmup + args.steps, verbose=0,
               callbacks=[Timer()])
