@@ -4,21 +4,23 @@
 
 Modes (one module each in launch/benchmarks/, whose docstring says what it measures):
 memory (recompute against plain: peak memory, step time), train (the engine's training
-images/s), conv_floor (the img/s ceiling that the step's convolutions alone leave),
+images/s and its share of the conv_floor ceiling; with --keras_fit, in a source checkout, Keras'
+fit beside it), conv_floor (the img/s ceiling that the step's convolutions alone leave),
 loop_overhead (the Trainer against a bare loop of the same step), input (the input pipeline
-against a bare tf.data loop, and each augmentation's cost). Against Keras' fit, in a source
-checkout: python -m tests.benchmarks.train_vs_keras.
+against a bare tf.data loop, and each augmentation's cost).
 """
 import launch.quiet_start  # noqa: F401 - first: TensorFlow starts without its noise
 
 # isort: split
 import json
+import os
 
 from absl import app, flags
 
-from launch.benchmarks import conv_floor, input_rate, loop_overhead, memory, train
+from launch.benchmarks import conv_floor, input_rate, loop_overhead, memory, processes, train
 
 FLAGS = flags.FLAGS
+KERAS_FIT = os.path.join(processes.REPO, "tests", "benchmarks", "keras_fit.py")
 flags.DEFINE_enum("mode", "memory", ["memory", "input", "train", "conv_floor", "loop_overhead"],
                   "What to measure.")
 flags.DEFINE_string("model", "densenet121", "Model name, as nets.build takes it.")
@@ -37,6 +39,9 @@ flags.DEFINE_boolean("horovod", True, "loop_overhead: also the horovodrun -np 2 
 flags.DEFINE_integer("horovod_workers", 0, "train: also this many workers under horovodrun on "
                      "this host, with thread pools per worker and with TensorFlow's own (0: "
                      "not).", lower_bound=0)
+flags.DEFINE_boolean("keras_fit", False, "train: also keras.applications' DenseNet trained "
+                     "with model.fit, alternated with the engine (a source checkout: runs "
+                     "tests/benchmarks/keras_fit.py; Keras stays out of launch/).")
 flags.DEFINE_integer("input_batches", 30, "input: timed batches per measurement.", lower_bound=5)
 
 
@@ -48,7 +53,8 @@ def measure(fv):
     if fv.mode == "train":
         dtypes = ["fp32", "bf16"] if fv.dtype == "both" else [fv.dtype]
         return train.run(**shape, dtypes=dtypes, steps=fv.steps, repeats=fv.repeats,
-                         horovod_workers=fv.horovod_workers)
+                         horovod_workers=fv.horovod_workers,
+                         keras_fit=KERAS_FIT if fv.keras_fit else None)
     if fv.mode == "conv_floor":
         return conv_floor.run(**shape, dtype=fv.dtype, steps=fv.steps)
     if fv.mode == "loop_overhead":
@@ -62,6 +68,10 @@ def main(argv):
     del argv
     if FLAGS.dtype == "both" and FLAGS.mode != "train":
         raise app.UsageError("--dtype=both is for --mode=train; run other modes once per dtype")
+    if FLAGS.keras_fit and FLAGS.mode != "train":
+        raise app.UsageError("--keras_fit is for --mode=train")
+    if FLAGS.keras_fit and not os.path.exists(KERAS_FIT):
+        raise app.UsageError(f"--keras_fit needs a source checkout: {KERAS_FIT} is missing")
     text = json.dumps(measure(FLAGS), indent=2)
     print(text)
     if FLAGS.output:

@@ -1,7 +1,9 @@
 """train: training images/s of the engine's train step (our net, fused optimizer, hand-written
 step, with the recipe's L2 weight decay 1e-4 and the finite-gradient check) on one synthetic
 batch, each round in a fresh process; img/s as mean +- 1.96 sigma over timed steps after
-warm-up, medians over rounds. Against Keras' fit: python -m tests.benchmarks.train_vs_keras.
+warm-up, medians over rounds; beside it the ceiling that the step's convolutions leave
+(conv_floor) and the engine's share of it. With `--keras_fit` (a source checkout), also
+keras.applications' DenseNet trained with model.fit, alternated with the engine each round.
 
 With `horovod_workers=N` (N > 1), also N workers under `horovodrun -np N` on this host (each the
 given batch, the gradients all-reduced; global images/s from rank 0's step times), alternating
@@ -59,17 +61,26 @@ def worker(*, model, batch_size, image_size, dtype, steps, threads_per_worker=No
             "ci95": 1.96 * statistics.stdev(rates) if len(rates) > 1 else 0.0}
 
 
-def run(*, model, batch_size, image_size, dtypes, steps, repeats, horovod_workers=0):
-    results = {dtype: [] for dtype in dtypes}
+def run(*, model, batch_size, image_size, dtypes, steps, repeats, horovod_workers=0,
+        keras_fit=None):
+    """Each round: the engine per dtype, and with `keras_fit` (the path of
+    tests/benchmarks/keras_fit.py: Keras stays out of launch/) keras.applications' DenseNet with
+    model.fit right after it; then once per dtype the convolutions' floor (conv_floor), so that
+    the summary puts the engine's rate beside Keras' and beside the ceiling of any engine."""
+    results = {(dtype, impl): [] for dtype in dtypes for impl in ("engine", "keras_fit")}
     pools = {"threads_per_worker": [], "tf_threads": []}
+    shape = dict(model=model, batch_size=batch_size, image_size=image_size, steps=steps)
     for _ in range(repeats):
         for dtype in dtypes:
-            record = processes.last_json(processes.worker_command(
-                "train", model=model, batch_size=batch_size, image_size=image_size,
-                dtype=dtype, steps=steps), f"engine {dtype}")
-            results[dtype].append(record)
-            print(f"train: {dtype} engine: {record['images_per_sec']:.2f} "
-                  f"+- {record['ci95']:.2f} img/s", file=sys.stderr)
+            commands = [("engine", processes.worker_command("train", dtype=dtype, **shape))]
+            if keras_fit:
+                commands.append(("keras_fit", [sys.executable, keras_fit, f"--dtype={dtype}",
+                                               *(f"--{k}={v}" for k, v in shape.items())]))
+            for impl, command in commands:
+                record = processes.last_json(command, f"{impl} {dtype}")
+                results[(dtype, impl)].append(record)
+                print(f"train: {dtype} {record['impl']}: {record['images_per_sec']:.2f} "
+                      f"+- {record['ci95']:.2f} img/s", file=sys.stderr)
         if horovod_workers > 1:
             horovodrun = os.path.join(os.path.dirname(sys.executable), "horovodrun")
             for name, per_worker in (("threads_per_worker", True), ("tf_threads", False)):
@@ -84,11 +95,25 @@ def run(*, model, batch_size, image_size, dtypes, steps, repeats, horovod_worker
                       f"{record['images_per_sec']:.2f} img/s", file=sys.stderr)
     summary = {"mode": "train", "model": model, "batch_size": batch_size,
                "image_size": image_size, "steps": steps, "repeats": repeats}
-    for dtype, records in results.items():
+    for dtype in dtypes:
+        engine = [r["images_per_sec"] for r in results[(dtype, "engine")]]
+        floor = processes.last_json(processes.worker_command(
+            "conv_floor", dtype=dtype, **shape), f"conv_floor {dtype}")
+        ceiling = floor["ceiling_images_per_sec"]
         summary[dtype] = {
-            "engine_images_per_sec": round(statistics.median(r["images_per_sec"]
-                                                             for r in records), 2),
-            "engine_ci95": round(records[0]["ci95"], 2), "tf": records[0]["tf"]}
+            "engine_images_per_sec": round(statistics.median(engine), 2),
+            "engine_ci95": round(results[(dtype, "engine")][0]["ci95"], 2),
+            "tf": results[(dtype, "engine")][0]["tf"],
+            "conv_ceiling_images_per_sec": ceiling,
+            "engine_to_conv_ceiling": round(statistics.median(engine) / ceiling, 3)}
+        if keras_fit:
+            keras = [r["images_per_sec"] for r in results[(dtype, "keras_fit")]]
+            summary[dtype].update({
+                "keras_fit_images_per_sec": round(statistics.median(keras), 2),
+                "keras": results[(dtype, "keras_fit")][0]["impl"],
+                "engine_to_keras_fit": round(statistics.median(
+                    a / b for a, b in zip(engine, keras)), 3),
+                "keras_fit_to_conv_ceiling": round(statistics.median(keras) / ceiling, 3)})
     if horovod_workers > 1:
         ratios = [a / b for a, b in zip(pools["threads_per_worker"], pools["tf_threads"])]
         summary[f"horovodrun_np{horovod_workers}_{dtypes[0]}"] = {

@@ -7,9 +7,10 @@ import launch.quiet_start  # noqa: F401 - first: TensorFlow starts without its n
 import json
 import sys
 
-from launch.benchmarks import loop_overhead, memory, train
+from launch.benchmarks import conv_floor, loop_overhead, memory, train
 
-WORKERS = {"memory": memory.worker, "train": train.worker, "loop_overhead": loop_overhead.worker,
+WORKERS = {"memory": memory.worker, "train": train.worker, "conv_floor": conv_floor.run,
+           "loop_overhead": loop_overhead.worker,
            "loop_overhead_paired": loop_overhead.paired_worker}
 
 

@@ -29,7 +29,7 @@ KINDS_BY_TYPE = (
     ("concatenation", re.compile(r"Concat|^Slice$|^StridedSlice$")),
     ("pooling", re.compile(r"Pool")),
 )
-_BN_SCOPE = re.compile(r"(^|/)[^/]*_bn(/|$)")
+_BN_SCOPE = re.compile(r"(^|/)[^/]*_bn(_\d+)?(/|$)")  # Keras 3 scopes: conv2_block1_0_bn_1/
 TOP_TYPES = 25
 
 
