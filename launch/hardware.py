@@ -10,38 +10,15 @@ import time
 from typing import Optional
 
 from engine import distributed
+from launch import onednn
 
-# The CPU flags that give TensorFlow native bf16 arithmetic (Linux /proc/cpuinfo names):
-# AVX512_BF16 (Cooper Lake, Zen 4 and later) or AMX-BF16 (Sapphire Rapids and later).
-CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
-# This variable, when set, replaces /proc/cpuinfo's flags (space-separated): a test stands in for
-# another CPU with it, and a container whose /proc lies can be told the truth.
-CPU_FLAGS_VARIABLE = "DENSENET_CPU_FLAGS"
 _THREAD_VARIABLES = {"intra_op": "TF_NUM_INTRAOP_THREADS", "inter_op": "TF_NUM_INTEROP_THREADS"}
-
-
-def _cpuinfo(field):
-    """The first value of `field` in /proc/cpuinfo, or None."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith(field):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return None
-
-
-def cpu_flags() -> frozenset:
-    """The CPU's feature flags (lower case), from $DENSENET_CPU_FLAGS or /proc/cpuinfo."""
-    text = os.environ.get(CPU_FLAGS_VARIABLE)
-    if text is None:
-        text = _cpuinfo("flags") or ""
-    return frozenset(text.lower().split())
+CPU_BF16_FLAGS = onednn.CPU_BF16_FLAGS
+cpu_flags = onednn.cpu_flags
 
 
 def cpu_name() -> str:
-    return _cpuinfo("model name") or "CPU"
+    return onednn.cpuinfo("model name") or "CPU"
 
 
 def onednn_enabled() -> bool:

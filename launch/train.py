@@ -19,7 +19,7 @@ from absl import app, flags, logging
 import engine
 import nets
 from engine import distributed, run_format
-from launch import devices, hardware, run_dir, train_flags
+from launch import devices, hardware, onednn, run_dir, train_flags
 from launch.errors import ONE_LINE_ERRORS, CommandError, report
 from launch.train_flags import objects
 
@@ -113,6 +113,12 @@ def settle_dtype(fv, backend, log, support):
     return fv.dtype
 
 
+def onednn_choice():
+    """What launch/onednn.py decided at start, for machine.json (None if it did not run)."""
+    decision = onednn.settled()
+    return dataclasses.asdict(decision) if decision else None
+
+
 def check_layout(fv):
     problem = None if fv.data_format == "NHWC" else hardware.nchw_problem()
     if problem:
@@ -149,7 +155,8 @@ def build(fv, *, backend, cleanup, log):
         train_flags.write_flagfile(os.path.join(fv.model_dir, "flags.txt"), fv, resolved)
         run_dir.write_machine(fv.model_dir, {
             "device": support.device, "bf16_native": support.native,
-            "bf16_missing": support.missing, "onednn": hardware.onednn_enabled(), "dtype": dtype,
+            "bf16_missing": support.missing, "onednn": hardware.onednn_enabled(),
+            "onednn_choice": onednn_choice(), "dtype": dtype,
             "threads": dataclasses.asdict(pools)})
     net = objects.net(fv, resolved)
     step = objects.train_step(fv, model=net, backend=backend, resolved=resolved,
@@ -165,7 +172,8 @@ def build(fv, *, backend, cleanup, log):
         f"global batch {fv.batch_size} in {plan.slots} micro-batch slot"
         f"{'s' * (plan.slots > 1)} ({plan.micro_batches} per worker), "
         f"{resolved.steps_per_epoch} steps/epoch, {fv.epochs} "
-        f"epochs, seed {seed}" + (f"; {pools.describe()}" if pools.describe() else ""))
+        f"epochs, seed {seed}" + (f"; {pools.describe()}" if pools.describe() else "")
+        + (f"; {onednn.settled().describe()}" if onednn.settled() else ""))
     return trainer, data
 
 

@@ -1,4 +1,10 @@
-"""Shared fixtures: small recipe-format data made by the project's own demo-data writer."""
+"""Shared fixtures: small recipe-format data made by the project's own demo-data writer.
+
+oneDNN is settled first, as every entry point settles it (launch/onednn.py), so that the tests'
+own TensorFlow and the commands they start run the same kernels."""
+import launch.quiet_start  # noqa: F401 - first: oneDNN settled before TensorFlow loads
+
+# isort: split
 import pytest
 
 from input import demo_data

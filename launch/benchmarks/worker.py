@@ -1,6 +1,5 @@
 """`python -m launch.benchmarks.worker KIND 'JSON OPTIONS'`: one benchmark variant in this
-process, printed as one JSON line. Internal: the modes of launch.benchmark (and
-tests/benchmarks/train_vs_keras.py) start it."""
+process, printed as one JSON line. Internal: the modes of launch.benchmark start it."""
 import launch.quiet_start  # noqa: F401 - first: TensorFlow starts without its noise
 
 # isort: split

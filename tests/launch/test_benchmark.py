@@ -41,22 +41,32 @@ def test_input_mode_measures_each_variant_and_the_slot_streams():
         assert ratios[name] == pytest.approx(value / rates["plain"], abs=2e-3)
 
 
-def test_train_mode_measures_the_engine():
+def test_train_mode_measures_the_engine_against_its_convolutions_ceiling():
     got = benchmark("--mode=train", "--image_size=32", "--batch_size=2", "--steps=2",
-                    "--repeats=1", "--dtype=fp32")
-    assert got["fp32"]["engine_images_per_sec"] > 0 and got["fp32"]["tf"]
+                    "--repeats=1", "--dtype=fp32")["fp32"]
+    assert got["engine_images_per_sec"] > 0 and got["tf"]
+    assert got["conv_ceiling_images_per_sec"] > 0 and "keras_fit_images_per_sec" not in got
+    assert got["engine_to_conv_ceiling"] == pytest.approx(
+        got["engine_images_per_sec"] / got["conv_ceiling_images_per_sec"], rel=2e-2)
 
 
 @pytest.mark.slow
-def test_train_vs_keras_measures_engine_and_keras_fit_side_by_side():
-    out = helpers.run_checked([sys.executable, "-m", "tests.benchmarks.train_vs_keras",
-                               "--image_size=32", "--batch_size=2", "--steps=2", "--repeats=1",
-                               "--dtype=fp32"], timeout=600)
-    result = json.loads(out.stdout[out.stdout.index("{"):])["fp32"]
+def test_train_mode_with_keras_fit_shows_both_ratios_in_one_command():
+    result = benchmark("--mode=train", "--keras_fit", "--image_size=32", "--batch_size=2",
+                       "--steps=2", "--repeats=1", "--dtype=fp32")["fp32"]
     assert result["engine_images_per_sec"] > 0 and result["keras_fit_images_per_sec"] > 0
     assert result["keras"].startswith("keras") and result["keras"].endswith("_fit")
-    assert result["ratio_median"] == pytest.approx(
+    assert result["engine_to_keras_fit"] == pytest.approx(
         result["engine_images_per_sec"] / result["keras_fit_images_per_sec"], rel=2e-2)
+    assert result["keras_fit_to_conv_ceiling"] == pytest.approx(
+        result["keras_fit_images_per_sec"] / result["conv_ceiling_images_per_sec"], rel=2e-2)
+
+
+def test_keras_fit_is_refused_outside_train_mode():
+    proc = helpers.run_unchecked([sys.executable, "-m", "launch.benchmark", "--mode=input",
+                                  "--keras_fit"], timeout=120)
+    assert proc.returncode != 0
+    assert "--keras_fit is for --mode=train" in proc.stderr
 
 
 def test_loop_overhead_reports_trainer_and_bare_loop_for_each_row():

@@ -57,6 +57,9 @@ def test_dtype_auto_picks_bf16_only_where_native_and_records_it(small_data, tmp_
     machine = json.loads((tmp_path / "machine.json").read_text())
     assert machine["dtype"] == picked and machine["bf16_native"] == (picked == "bf16")
     assert machine["onednn"] == (onednn == "1")
+    assert machine["onednn_choice"]["reason"] == f"TF_ENABLE_ONEDNN_OPTS={onednn}"
+    assert first_line(proc).endswith(
+        f"oneDNN {'on' if onednn == '1' else 'off'} (TF_ENABLE_ONEDNN_OPTS={onednn})")
     # flags.txt reruns the run as it ran, on any machine: the same dtype, no question asked.
     rerun = helpers.run_train([f"--flagfile={tmp_path / 'flags.txt'}",
                                f"--model_dir={tmp_path / 'rerun'}"], timeout=300)
@@ -119,8 +122,8 @@ def test_a_worker_sharing_its_host_sizes_tensorflows_pools_to_its_share(small_da
     cores / 2, as TensorFlow itself reports them inside the run (the probe reads them back)."""
     share = max(1, len(os.sched_getaffinity(0)) // 2)
     proc = tiny(small_data, tmp_path, env={"HOROVOD_LOCAL_SIZE": "2"})
-    assert first_line(proc).endswith(f"threads: {share} intra-op, {share} inter-op, "
-                                     f"{share} tf.data")
+    assert f"; threads: {share} intra-op, {share} inter-op, {share} tf.data; oneDNN " in \
+        first_line(proc)
     machine = json.loads((tmp_path / "machine.json").read_text())
     assert machine["threads"] == {"intra_op": share, "inter_op": share, "dataset_private": share}
     probe = helpers.run_checked(
