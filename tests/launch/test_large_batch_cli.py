@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 from tests import helpers
-from tests.launch.test_slots_cli import HOROVODRUN, NEEDS_ONEDNN, assert_same_run
+from tests.launch.test_slots_cli import HOROVODRUN, ONE_THREAD, assert_same_run
 
 LARS = ["--optimizer=lars", "--lars_eta=0.02", "--initial_lr=2.0", "--clip_grad_norm=1.0",
         "--weight_decay=1e-4", "--seed=3", "--deterministic", "--steps_per_epoch=5",
@@ -44,11 +44,10 @@ def test_lars_with_clipping_resumes_exactly_and_records_the_gradient_norm(small_
 
 
 @pytest.mark.slow
-@NEEDS_ONEDNN
 def test_lars_on_two_workers_trains_the_one_worker_run(small_data, tmp_path):
     """2 workers x 2 micro-batches against 1 x 4, with the poly schedule and a warm-up."""
     extra = ["--batch_size=16", "--micro_batch_size=4", "--lr_schedule=poly",
-             "--warmup_epochs=1", "--epochs=2"]
+             "--warmup_epochs=1", "--epochs=2", *ONE_THREAD]
     one, two = tmp_path / "one", tmp_path / "two"
     helpers.run_train(lars_run(small_data, one, *extra), timeout=600)
     helpers.run_checked([HOROVODRUN, "-np", "2", "-H", "localhost:2", "--gloo",
