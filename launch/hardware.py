@@ -53,9 +53,9 @@ def nchw_problem() -> Optional[str]:
     kernels)."""
     if has_gpu() or onednn_enabled():
         return None
-    return ("TensorFlow has no NCHW convolution on this CPU (oneDNN is off: TensorFlow turns it "
-            "on only for CPUs with AVX512_VNNI, AVX512_BF16 or AMX, or with "
-            "TF_ENABLE_ONEDNN_OPTS=1)")
+    return ("TensorFlow has no NCHW convolution on this CPU (oneDNN is off: TensorFlow's default "
+            "on CPUs without AVX512_VNNI, AVX512_BF16 or AMX, or the start-up probe found it "
+            "slower here; TF_ENABLE_ONEDNN_OPTS=1 turns it on)")
 
 
 @dataclasses.dataclass(frozen=True)
