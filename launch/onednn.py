@@ -87,17 +87,17 @@ def settled() -> Optional[Decision]:
     return _settled
 
 
-def settle(*, probe: bool = True) -> Decision:
+def settle() -> Decision:
     """Decides, sets TF_ENABLE_ONEDNN_OPTS for this process and its children, and returns the
     decision; before TensorFlow is imported (after, it only reports what TensorFlow runs)."""
     global _settled
-    decision = decide(probe=probe)
+    decision = decide()
     os.environ[VARIABLE] = "1" if decision.enabled else "0"
     _settled = decision
     return decision
 
 
-def decide(*, probe: bool = True) -> Decision:
+def decide() -> Decision:
     given = os.environ.get(VARIABLE)
     if given is not None:
         enabled = given.strip().lower() in ("1", "true")
@@ -108,8 +108,6 @@ def decide(*, probe: bool = True) -> Decision:
         return Decision(True, "native bf16 goes through it")
     if _accelerator_host():
         return Decision(tensorflow_default(), "TensorFlow's default on an accelerator host")
-    if not probe:
-        return Decision(tensorflow_default(), "TensorFlow's default")
     return _probed()
 
 
@@ -131,13 +129,14 @@ def cache_path() -> str:
 def machine_key() -> str:
     """The CPU (model and flags), TensorFlow's version and the Python: what the answer
     depends on."""
-    try:
-        from importlib import metadata
-        versions = sorted(f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions()
-                          if (d.metadata["Name"] or "").lower() in ("tensorflow",
-                                                                     "tensorflow-cpu"))
-    except Exception:  # a broken environment: key on the CPU alone
-        versions = []
+    from importlib import metadata
+    versions = []
+    for name in ("tensorflow", "tensorflow-cpu"):  # the wheel's name, whichever is installed
+        try:
+            versions = [f"{name}=={metadata.version(name)}"]
+            break
+        except metadata.PackageNotFoundError:
+            pass
     text = "|".join([cpuinfo("model name") or platform.processor(), platform.machine(),
                      " ".join(sorted(cpu_flags())), ",".join(versions),
                      platform.python_version()])

@@ -18,7 +18,7 @@ import sys
 import tempfile
 
 from launch.benchmarks import processes
-from launch.profiling import capture
+from launch.profiling import capture, report
 
 KERAS_FIT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "keras_fit.py")
 # (kind, op type pattern); the first that matches names the kind.
@@ -43,13 +43,10 @@ def kind_of(op_type, op_name):
 
 
 def op_self_times(capture_dir):
-    """[(op name, op type, self seconds)] of one capture (idle time excluded)."""
-    table = capture.tool_data(capture_dir, "framework_op_stats")[-1]
-    columns = [c["id"] for c in table["cols"]]
-    rows = [dict(zip(columns, (cell.get("v") if cell else None for cell in row["c"])))
-            for row in table["rows"]]
-    return [(r["operation"], r["type"], float(r["total_self_time"]) / 1e6)
-            for r in rows if r.get("type") != "IDLE"]
+    """[(op name, op type, self seconds)] of one capture (idle time excluded), read as
+    launch.profile reads its op table."""
+    rows = report.op_rows(capture.tool_data(capture_dir, "framework_op_stats"), wall_us=1.0)
+    return [(r["name"], r["type"], r["self_ms"] / 1e3) for r in rows]
 
 
 def by_kind_and_type(ops, steps):

@@ -21,11 +21,18 @@ SETTLE_AND_REPORT = (
     "'line': d.describe()}))")
 
 
-def settle_in_child(cache_home, **env):
-    """A fresh process that settles oneDNN with its own cache and no TF_ENABLE_ONEDNN_OPTS."""
+def child_env(cache_home, **env):
+    """This environment with its own cache and without TF_ENABLE_ONEDNN_OPTS (which the tests'
+    own start set), plus `env`."""
     full = {k: v for k, v in os.environ.items() if k != onednn.VARIABLE}
     full.update(PYTHONPATH=helpers.REPO, TF_CPP_MIN_LOG_LEVEL="2",
                 XDG_CACHE_HOME=str(cache_home), **env)
+    return full
+
+
+def settle_in_child(cache_home, **env):
+    """A fresh process that settles oneDNN with its own cache and no TF_ENABLE_ONEDNN_OPTS."""
+    full = child_env(cache_home, **env)
     return subprocess.Popen([sys.executable, "-c", SETTLE_AND_REPORT], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=full, cwd=helpers.REPO)
 
@@ -111,9 +118,7 @@ def test_a_training_run_takes_the_cached_answer_and_says_so(small_data, tmp_path
     os.makedirs(cache)
     (cache / onednn.CACHE_FILE).write_text(json.dumps(
         {onednn.machine_key(): {"seconds_on": seconds_on, "seconds_off": seconds_off}}))
-    env = {k: v for k, v in os.environ.items() if k != onednn.VARIABLE}
-    env.update(PYTHONPATH=helpers.REPO, TF_CPP_MIN_LOG_LEVEL="2",
-               XDG_CACHE_HOME=str(tmp_path / "cache"))
+    env = child_env(tmp_path / "cache")
     model_dir = tmp_path / "run"
     proc = subprocess.run(helpers.train_command(
         f"--dataset_dir={small_data}", f"--model_dir={model_dir}", *helpers.TINY, "--epochs=1",
