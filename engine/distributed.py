@@ -7,6 +7,9 @@
     backend.average(tensors)           e.g. batch-norm moving statistics before evaluation
     backend.broadcast_variables(vars)  rank 0's values everywhere
     backend.any(flag)                  True on every worker if it is True on one (stop requests)
+    backend.broadcast_object(obj)      rank 0's picklable object everywhere
+    backend.reset()                    Horovod shut down and started again (an elastic rendezvous):
+                                       rank and size read anew
 """
 import os
 
@@ -56,6 +59,9 @@ class SingleProcess:
     def any(self, flag):
         return bool(flag)
 
+    def broadcast_object(self, obj):
+        return obj
+
 
 class Horovod:
     """Horovod collectives. Gradients stay float32 unless fp16 compression is asked for
@@ -65,11 +71,26 @@ class Horovod:
         import horovod.tensorflow as hvd
         hvd.init()
         self._hvd = hvd
+        self._compression = hvd.Compression.fp16 if fp16_allreduce else hvd.Compression.none
+        self._read_membership()
+
+    def _read_membership(self):
+        hvd = self._hvd
         self.rank, self.size = hvd.rank(), hvd.size()
         self.local_rank = hvd.local_rank()
         self.is_chief = self.rank == 0
-        self._compression = hvd.Compression.fp16 if fp16_allreduce else hvd.Compression.none
         self.name = f"horovod ({'gloo' if hvd.gloo_enabled() else 'mpi'}, {self.size} workers)"
+
+    def reset(self):
+        """Shuts Horovod down and starts it again: under an elastic launcher the start is a new
+        rendezvous of the workers there now, which may renumber them."""
+        self._hvd.shutdown()
+        self._hvd.init()
+        self._read_membership()
+
+    def broadcast_object(self, obj):
+        from horovod.tensorflow.functions import broadcast_object
+        return broadcast_object(obj, root_rank=0)
 
     def average_gradients(self, grads):
         return self._hvd.grouped_allreduce(list(grads), op=self._hvd.Average,
@@ -95,3 +116,13 @@ def create(use_horovod=None, fp16_allreduce=False):
     if use_horovod is None:
         use_horovod = launcher_world_size() > 1
     return Horovod(fp16_allreduce) if use_horovod else SingleProcess()
+
+
+def is_collective_failure(error):
+    """Whether `error` is a Horovod collective that failed because the workers changed (a peer
+    died or Horovod shut down), as opposed to an error of the run itself: Horovod's own
+    HorovodInternalError, or a TensorFlow op error raised by one of Horovod's ops (its message
+    names the op, e.g. HorovodGroupedAllreduce, or Horovod's shutdown)."""
+    if type(error).__name__ == "HorovodInternalError":
+        return True
+    return isinstance(error, tf.errors.OpError) and "Horovod" in str(error)

@@ -66,11 +66,7 @@ class Evaluator:
     def average_drifting_statistics(self):
         """Workers' BN statistics drift apart (each sees its own batches): average them so that
         evaluation and checkpoints use one model."""
-        if self.backend.size > 1:
-            drifting = self.train_step.drifting_variables()
-            for v, mean in zip(drifting,
-                               self.backend.average([v.read_value() for v in drifting])):
-                v.assign(mean)
+        self.train_step.average_drifting_statistics()
 
     def recompute_statistics(self, step, epoch):
         """Precise BN over precise_bn_batches batches of their own stream; seconds, or None

@@ -34,8 +34,13 @@ class Optimizer(tf.Module):
         self.__dict__["_variables"] = None
 
     def build(self, variables):
-        """Creates the slots of `variables` (the list every later `apply` gets, in order)."""
-        self.__dict__["_variables"] = list(variables)  # bypasses checkpoint tracking
+        """Creates the slots of `variables` (the list every later `apply` gets, in order);
+        once: building again for the same variables keeps the slots and their values."""
+        variables = list(variables)
+        if self._variables is not None and len(variables) == len(self._variables) and all(
+                a is b for a, b in zip(variables, self._variables)):
+            return
+        self.__dict__["_variables"] = variables  # bypasses checkpoint tracking
         with tf.name_scope(self.name):
             self.slots = [[tf.Variable(tf.zeros_like(v), trainable=False,
                                        name=f"{v.name.split(':')[0]}/{slot}")

@@ -95,6 +95,16 @@ class RunState:
         self.slots.assign(slots)
         return step, restored, writers, written_slots
 
+    def go_on(self, *, elapsed):
+        """Starts a run segment from the state already in memory (an elastic training's state,
+        synchronized from rank 0 after the workers changed), `elapsed` seconds of training
+        before it; returns its step."""
+        self.train_step.build()
+        step = int(observe.to_host([self.train_step.optimizer.iterations])[0])
+        self.epoch.assign(step // self.steps_per_epoch)
+        self._segment_start, self._elapsed_before = time.perf_counter(), float(elapsed)
+        return step
+
     def restore_for_evaluation(self, path):
         """Restores a checkpoint's net (and weight average) to evaluate it; (step, epoch)."""
         self.train_step.build()

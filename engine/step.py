@@ -45,6 +45,16 @@ class Metrics(tf.Module):
             result["grad_norm"] = norms[0] / norms[1]
         return result
 
+    def gather_partial_sums(self, backend):
+        """Moves the workers' partial sums (loss, hits, examples) onto rank 0 and zeroes the
+        others', so that no worker holds a share that would be lost with it; the next read's
+        totals are unchanged. The gradient-norm sums are equal on every worker already (each
+        adds the same all-reduced norm), so they stay."""
+        partial = self.sums[:4]
+        totals = backend.sum([v.read_value() for v in partial])
+        for variable, total in zip(partial, totals):
+            variable.assign(total if backend.is_chief else tf.zeros_like(total))
+
     def local_examples(self):
         """This worker's example count since the last read; reading it waits for the device."""
         return float(observe.to_host([self.sums[3]])[0])
@@ -84,8 +94,20 @@ class TrainStep:
         self.nonfinite_step = tf.Variable(-1, dtype=tf.int64, trainable=False,
                                           name="nonfinite_step")
         self._jit_compile = jit_compile or None
+        self._trace_anew()
+
+    def _trace_anew(self):
         self._one = tf.function(self._step, jit_compile=self._jit_compile)
         self.loop = tf.function(self._loop)
+
+    def resize(self, *, grad_accum_steps, seed):
+        """After the workers changed (elastic training): this worker's micro-batches per step
+        and the run's seed, and new step functions, which trace with the backend's new rank and
+        size (the slot keys bake them in)."""
+        if grad_accum_steps < 1:
+            raise ValueError(f"grad_accum_steps must be at least 1, not {grad_accum_steps}")
+        self.grad_accum_steps, self.seed = grad_accum_steps, seed
+        self._trace_anew()
 
     def __call__(self, images, labels):
         self._one(images, labels)
@@ -106,6 +128,33 @@ class TrainStep:
         their averages): averaged across workers before evaluations and checkpoints."""
         averages = self.ema.statistics_averages() if self.ema is not None else []
         return self.net.moving_statistics() + averages
+
+    def average_drifting_statistics(self):
+        """Averages the drifting variables across workers (each moved them with its own
+        batches), so that every worker holds the one model that evaluation and checkpoints use;
+        the moving averages are linear in the statistics, so later steps move the average as
+        they would have."""
+        if self.backend.size > 1:
+            drifting = self.drifting_variables()
+            model.assign(drifting, self.backend.average([v.read_value() for v in drifting]))
+
+    def consolidate(self):
+        """Leaves no worker holding a share of the run that the others lack (before an elastic
+        commit): drifting statistics averaged, partial metric sums gathered on rank 0."""
+        self.average_drifting_statistics()
+        if self.backend.size > 1:
+            self.metrics.gather_partial_sums(self.backend)
+
+    def elastic_variables(self):
+        """Every variable of the run's in-memory state: shared and drifting ones, the metric
+        sums and the non-finite record, each once and in the same order on every worker."""
+        seen, out = set(), []
+        for v in (self.shared_variables() + self.drifting_variables() + self.metrics.sums
+                  + [self.nonfinite_step]):
+            if id(v) not in seen:
+                seen.add(id(v))
+                out.append(v)
+        return out
 
     def first_nonfinite_step(self):
         """The 0-based step whose gradients were first not finite, or -1 (a device read)."""

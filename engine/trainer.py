@@ -60,9 +60,13 @@ class Trainer:
     are more Hooks, run after the built-in ones."""
 
     def __init__(self, *, train_step: TrainStep, data, backend, config: TrainConfig,
-                 watchdog=None, tensor_dumps=None, hooks: Sequence[Hook] = (), log=print):
+                 watchdog=None, tensor_dumps=None, hooks: Sequence[Hook] = (), log=print,
+                 before_checkpoint=None):
         self.train_step, self.data, self.backend, self.config = (train_step, data, backend,
                                                                  config)
+        # Called with the step before each checkpoint is written (elastic training commits
+        # there, so that a checkpoint holds a committed state).
+        self.before_checkpoint = before_checkpoint
         self.watch = (watchdog or _NoWatchdog()).expect
         self.tensor_dumps, self.extra_hooks = tensor_dumps, list(hooks)
         self.console = observe.Console(print_fn=log, enabled=backend.is_chief)
@@ -94,16 +98,24 @@ class Trainer:
                 any_worker=backend.any))
 
     def save(self, step):
+        if self.before_checkpoint is not None:
+            self.before_checkpoint(step)
         return self.state.save(step, self.recorder)
 
-    def train(self):
+    def train(self, *, in_memory_elapsed: Optional[float] = None):
+        """Trains to the last epoch from model_dir's latest checkpoint, or (elastic training,
+        `in_memory_elapsed` the seconds trained so far) from the state already in memory."""
         cfg = self.config
-        step, _, writers, slots = self.state.start(
-            allow_fresh_start=cfg.allow_fresh_start,
-            resume_from=cfg.resume_from_checkpoint_path, resume_from_epoch=cfg.resume_from_epoch,
-            allow_redeal=cfg.allow_redeal)
-        if writers is not None and writers != self.backend.size:
-            self.log(self._worker_change_note(writers, redealt=slots != self.state.slot_count))
+        if in_memory_elapsed is None:
+            step, _, writers, slots = self.state.start(
+                allow_fresh_start=cfg.allow_fresh_start,
+                resume_from=cfg.resume_from_checkpoint_path,
+                resume_from_epoch=cfg.resume_from_epoch, allow_redeal=cfg.allow_redeal)
+            if writers is not None and writers != self.backend.size:
+                self.log(self._worker_change_note(writers,
+                                                  redealt=slots != self.state.slot_count))
+        else:
+            step = self.state.go_on(elapsed=in_memory_elapsed)
         self.recorder.truncate_after(step)
         for follower in self.after_evaluation:
             follower.begin(step)

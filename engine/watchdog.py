@@ -37,6 +37,12 @@ class Watchdog:
             self._what, self._step, self._allowance = what, step, allowance
             self._deadline = time.monotonic() + allowance
 
+    def pause(self):
+        """Disarms the watchdog until the next `expect`: for waits that bound themselves, such
+        as an elastic rendezvous (Horovod's elastic timeout ends it)."""
+        with self._lock:
+            self._deadline = None
+
     def stop(self):
         self._stopped.set()
         self._thread.join(timeout=5)

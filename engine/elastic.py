@@ -1,0 +1,124 @@
+"""Elastic training on Horovod elastic (Gloo): a run that goes on when workers leave or join, and
+computes what it would have computed on its first worker count.
+
+The run's state lives in every worker's memory between commits (`TrainingState`): the variables
+of TrainStep.elastic_variables (net, optimizer slots and iterations, weight average, BN
+statistics, metric sums) and a few host values that the caller keeps in `values` (the run's seed,
+slots and dtype, whether training started, the seconds trained). `run(train, state)` calls the
+training function until it returns:
+
+- a collective failed because a worker died: every survivor restores the last commit;
+- hosts were added or removed (Horovod's host discovery): the commit that noticed it raises
+  HostsUpdatedInterrupt on every worker at the same step, so the state is the committed one;
+
+then Horovod starts again with the workers there now (a rendezvous, which may renumber them),
+rank 0 broadcasts the state, and `train` runs again from the committed step. The state is
+synchronized on every entry, after a removal too: skipping that, as Horovod's own loop does
+after a removal, deadlocks when the survivors wait below --min-np for a worker that joins
+(horovod#3494). Any other error ends the run as it would without elastic training: Horovod's
+own TensorFlow `run` returns None, silently, from an UnknownError whose message names none of
+HorovodAllreduce/Allgather/Broadcast, which the engine's grouped all-reduce is not.
+
+Commits: `CommitHook` rides along on the loop's boundaries, after the hooks due there (so at the
+stop-request checks, every --stop_within x 0.75 seconds, and at logs, checkpoints and epoch
+ends), and `save_point` runs before every checkpoint is written, so that a checkpoint holds a
+committed state. A commit first makes the per-worker parts of the state one value
+(TrainStep.consolidate: BN statistics averaged, partial metric sums gathered on rank 0), so a
+worker that dies takes no share of the run with it.
+"""
+from typing import Callable
+
+from horovod.common.elastic import State, notification_manager
+from horovod.common.exceptions import HostsUpdatedInterrupt
+
+from engine import distributed
+from engine.controller import Hook
+
+
+class TrainingState(State):
+    """The in-memory state of a run: `train_step`'s elastic variables and `values` (a dict of
+    picklable host values, rank 0's on every worker after a sync). The train step's optimizer
+    slots must exist before (horovod#2652: a worker that joins would broadcast fewer)."""
+
+    def __init__(self, *, train_step, backend, values: dict):
+        super().__init__(bcast_object=backend.broadcast_object, get_rank=lambda: backend.rank)
+        self.train_step, self.backend = train_step, backend
+        self.variables = train_step.elastic_variables()
+        self.values = dict(values)
+        self.resets = 0
+        self._committed = None
+        self.save()
+
+    def save(self):
+        """A copy of the state in host memory (Horovod's commit calls it)."""
+        self._committed = ([v.numpy() for v in self.variables], dict(self.values))
+
+    def restore(self):
+        arrays, values = self._committed
+        for variable, array in zip(self.variables, arrays, strict=True):
+            variable.assign(array)
+        self.values = dict(values)
+
+    def sync(self):
+        """Rank 0's state on every worker, then kept as the commit."""
+        self.values = self.backend.broadcast_object(self.values)
+        self.backend.broadcast_variables(self.variables)
+        self.save()
+
+    def save_point(self, **values):
+        """The per-worker parts made one, `values` updated, the state kept: a commit without
+        the check for host changes (before a checkpoint, which must not be interrupted)."""
+        self.train_step.consolidate()
+        self.values.update(values)
+        self.save()
+
+    def commit(self, **values):
+        """save_point, then HostsUpdatedInterrupt on every worker if hosts were added or
+        removed (one broadcast: all workers decide alike)."""
+        self.save_point(**values)
+        self.check_host_updates()
+
+
+class CommitHook(Hook):
+    """Commits at every boundary where another hook is due, after those hooks (it goes last):
+    `commit(step)`."""
+
+    rides_along = True
+
+    def __init__(self, *, commit: Callable[[int], None]):
+        self.commit = commit
+
+    def at_boundary(self, step):
+        self.commit(step)
+
+
+def run(train, state: TrainingState, *, backend,
+        before_rendezvous: Callable[[str], None] = lambda reason: None):
+    """`train(state)`'s result, after as many resets as the workers' changes take (Horovod's
+    --reset-limit bounds them: past it the launcher ends the job). `before_rendezvous(reason)`
+    runs before each reset (disarm what would take a long rendezvous for a stall)."""
+    notification_manager.init()
+    notification_manager.register_listener(state)
+    try:
+        while True:
+            try:
+                state.sync()
+                return train(state)
+            except HostsUpdatedInterrupt:
+                reason = "the hosts changed"
+            except Exception as error:  # noqa: BLE001 - re-raised unless a collective failed
+                if not distributed.is_collective_failure(error):
+                    raise
+                state.restore()
+                reason = f"a collective failed ({first_line(error)})"
+            state.resets += 1
+            before_rendezvous(reason)
+            backend.reset()
+            state.on_reset()
+    finally:
+        notification_manager.remove_listener(state)
+
+
+def first_line(error):
+    text = str(getattr(error, "message", "") or error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -1,0 +1,110 @@
+"""Elastic training: `horovodrun -np N --min-np A --max-np B --host-discovery-script SCRIPT
+python -m launch.train ...` (Gloo). launch.train detects it from Horovod's environment
+(horovodrun sets HOROVOD_ELASTIC=1 in elastic mode): nothing to add to the training flags.
+
+The run keeps its micro-batch slots (S) whatever the workers: on W workers each runs S / W of
+them per step, so after a worker leaves the survivors run more micro-batches and the run goes on
+as it would have (engine/elastic.py). Every worker count the job may reach must divide S;
+one that does not ends the run in one line, with its last checkpoint.
+"""
+import os
+import time
+
+import engine
+from launch import assemble, hardware
+from launch.errors import CommandError
+
+# The lock on model_dir moves with the chief: a new chief waits this long for the old one,
+# which is on its way out (it died, or its host was removed), to let go of it.
+LOCK_WAIT_SECONDS = 60
+
+
+def launched() -> bool:
+    """Whether horovodrun started this worker in elastic mode."""
+    return os.environ.get("HOROVOD_ELASTIC") == "1"
+
+
+class ElasticTraining:
+    """Builds what outlives a change of workers before Horovod's elastic loop (no collective
+    there: horovod#2189), then `run()` trains under it and returns the Trainer's summary."""
+
+    def __init__(self, fv, *, backend, cleanup, log):
+        from engine import elastic
+        self.fv, self.backend, self.cleanup, self.log = fv, backend, cleanup, log
+        support = hardware.bf16_support(hpu=fv.run_on_hpu)
+        self.settled = assemble.settle_locally(fv, backend, log, support)
+        self._lock = None
+        cleanup.callback(self._release_lock)
+        self._hold_lock_if_chief()
+        self.parts = assemble.build_parts(fv, backend=backend, settled=self.settled,
+                                          support=support, cleanup=cleanup, log=log)
+        self.data = self.parts.data
+        self.parts.step.build()  # the optimizer's slots exist before the state (horovod#2652)
+        self.state = elastic.TrainingState(
+            train_step=self.parts.step, backend=backend,
+            values={"seed": self.settled.seed, "dtype": self.settled.dtype,
+                    "slots": self.parts.plan.slots, "started": False, "elapsed": 0.0})
+        self._entries = 0
+
+    def run(self):
+        from engine import elastic
+        return elastic.run(self._train, self.state, backend=self.backend,
+                           before_rendezvous=self._before_rendezvous)
+
+    def _before_rendezvous(self, reason):
+        if self.parts.guard:
+            self.parts.guard.pause()  # Horovod's elastic timeout bounds the rendezvous
+        self.log(f"elastic: {reason}; the workers meet again (reset {self.state.resets})")
+
+    def _train(self, state):
+        from engine import elastic
+        fv, backend, parts, values = self.fv, self.backend, self.parts, state.values
+        if values["dtype"] != self.settled.dtype:
+            raise CommandError(f"--dtype={fv.dtype} is {self.settled.dtype} on this worker and "
+                               f"{values['dtype']} on rank 0: give --dtype=fp32 or bf16")
+        settled = assemble.Settled(seed=values["seed"], dtype=values["dtype"],
+                                   recorded_slots=values["slots"])
+        parts.resolved, parts.plan = assemble.resolve(fv, backend=backend, data=parts.data,
+                                                      settled=settled, workers=backend.size)
+        parts.step.resize(grad_accum_steps=parts.plan.micro_batches, seed=settled.seed)
+        if parts.guard:
+            parts.guard.rank = backend.rank
+        self._hold_lock_if_chief()
+        trainer = None
+
+        def point(step):
+            return dict(started=True, elapsed=trainer.state.elapsed_seconds())
+        trainer = assemble.trainer(
+            fv, parts, backend=backend, log=self.log,
+            hooks=[elastic.CommitHook(commit=lambda step: state.commit(**point(step)))],
+            before_checkpoint=lambda step: state.save_point(**point(step)))
+        self._entries += 1
+        if self._entries == 1:
+            self.log(assemble.describe(fv, parts, backend=backend, settled=settled)
+                     + "; elastic (Horovod elastic, commits at every stop check and checkpoint)")
+        if not values["started"]:
+            return trainer.train()
+        committed = int(parts.step.optimizer.iterations.numpy())
+        self.log(f"elastic: {backend.size} worker{'s' * (backend.size > 1)} now: the run's "
+                 f"{parts.plan.slots} micro-batch slots run {parts.plan.micro_batches} per "
+                 f"worker; going on from step {committed}, the last commit")
+        return trainer.train(in_memory_elapsed=values["elapsed"])
+
+    def _hold_lock_if_chief(self):
+        """The chief holds model_dir's lock; a worker that no longer is lets go of it."""
+        if not self.backend.is_chief:
+            self._release_lock()
+            return
+        deadline = time.monotonic() + LOCK_WAIT_SECONDS
+        while self._lock is None:
+            try:
+                self._lock = engine.ModelDirLock(self.fv.model_dir)
+            except engine.ModelDirLocked:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
+
+    def _release_lock(self):
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
