@@ -119,6 +119,11 @@ def run(train, state: TrainingState, *, backend,
         notification_manager.remove_listener(state)
 
 
-def first_line(error):
-    text = str(getattr(error, "message", "") or error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+def first_line(error, limit=200):
+    """The line of a collective's error that names Horovod (TensorFlow's first line is often
+    just "Graph execution error:"), shortened to `limit` characters."""
+    lines = [line.strip() for line in str(getattr(error, "message", "") or error).splitlines()]
+    named = [line for line in lines if "Horovod" in line] or [line for line in lines if line]
+    text = named[0].replace(" defined at (most recent call last):", "") if named else \
+        type(error).__name__
+    return text if len(text) <= limit else text[:limit - 3] + "..."

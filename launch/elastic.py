@@ -8,6 +8,8 @@ as it would have (engine/elastic.py). Every worker count the job may reach must 
 one that does not ends the run in one line, with its last checkpoint.
 """
 import os
+import signal
+import threading
 import time
 
 import engine
@@ -45,6 +47,7 @@ class ElasticTraining:
             values={"seed": self.settled.seed, "dtype": self.settled.dtype,
                     "slots": self.parts.plan.slots, "started": False, "elapsed": 0.0})
         self._entries = 0
+        self._sigterm_line = None
 
     def run(self):
         from engine import elastic
@@ -55,9 +58,18 @@ class ElasticTraining:
         if self.parts.guard:
             self.parts.guard.pause()  # Horovod's elastic timeout bounds the rendezvous
         self.log(f"elastic: {reason}; the workers meet again (reset {self.state.resets})")
+        self._sigterm_line = _SigtermLine(
+            f"train: elastic: the launcher ended the job while the workers met again after "
+            f"{self.state.resets} reset{'s' * (self.state.resets > 1)} (Horovod's --reset-limit "
+            f"reached, or too few workers for --min-np until --elastic-timeout); the last "
+            f"checkpoint in {self.fv.model_dir}/checkpoints resumes the run: run the command "
+            f"again", say=self.backend.is_chief)
 
     def _train(self, state):
         from engine import elastic
+        if self._sigterm_line is not None:  # met again: SIGTERM stops the run again
+            self._sigterm_line.disarm()
+            self._sigterm_line = None
         fv, backend, parts, values = self.fv, self.backend, self.parts, state.values
         if values["dtype"] != self.settled.dtype:
             raise CommandError(f"--dtype={fv.dtype} is {self.settled.dtype} on this worker and "
@@ -108,3 +120,35 @@ class ElasticTraining:
         if self._lock is not None:
             self._lock.release()
             self._lock = None
+
+
+class _SigtermLine:
+    """While the workers meet again, the launcher ends the job with SIGTERM (--reset-limit
+    reached, or fewer than --min-np workers until --elastic-timeout): write one line (`say`:
+    this worker was the chief) and exit 1; the checkpoints on disk are whole. The main thread
+    is blocked in Horovod's C++ start meanwhile, where a Python handler would not run before
+    the launcher's SIGKILL, so a thread waits on the signal's wakeup fd instead."""
+
+    def __init__(self, line, *, say):
+        self.line, self.say = line, say
+        self._read, write = os.pipe()
+        os.set_blocking(write, False)
+        self._write = write
+        self._previous_handler = signal.signal(signal.SIGTERM, lambda signum, frame: None)
+        self._previous_fd = signal.set_wakeup_fd(write)
+        threading.Thread(target=self._wait, name="sigterm-line", daemon=True).start()
+
+    def _wait(self):
+        while True:
+            data = os.read(self._read, 64)
+            if not data:
+                return
+            if signal.SIGTERM in data:
+                if self.say:
+                    os.write(2, (self.line + "\n").encode())
+                os._exit(1)
+
+    def disarm(self):
+        signal.set_wakeup_fd(self._previous_fd)
+        signal.signal(signal.SIGTERM, self._previous_handler)
+        os.close(self._write)

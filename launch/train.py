@@ -79,7 +79,8 @@ def start_backend(fv):
     devices.horovod_stall_defaults(fv.stall_timeout)
     if fv.run_on_hpu:
         devices.load_habana()
-    backend = distributed.create(use_horovod=True if fv.use_hpu_strategy else None,
+    horovod = fv.use_hpu_strategy or elastic.launched()  # elastic: Horovod from 1 worker on
+    backend = distributed.create(use_horovod=True if horovod else None,
                                  fp16_allreduce=fv.fp16_allreduce)
     devices.pin_gpu(backend.local_rank)
     return backend
