@@ -25,6 +25,9 @@ class Metrics(tf.Module):
         names = ("loss", "top1", "top5", "examples") + (("grad_norm", "applied_steps")
                                                           if grad_norms else ())
         self.sums = [tf.Variable(0.0, trainable=False, name=n) for n in names]
+        # Totals carried over from partial sums (carry_partial_sums): equal on every worker.
+        self.carried = [tf.Variable(0.0, trainable=False, name=f"carried_{n}")
+                        for n in names[:4]]
 
     def add(self, *values):
         for variable, value in zip(self.sums, values, strict=True):
@@ -34,10 +37,14 @@ class Metrics(tf.Module):
         """Sums over all workers, then zeroes the local sums: {loss, top1, top5, examples} and,
         when kept and a step was applied, the mean gradient norm `grad_norm` (every worker adds
         the same all-reduced norm, so the workers' sums keep the mean)."""
-        totals = observe.to_host(backend.sum([v.read_value() for v in self.sums]))
-        for v in self.sums:
+        read = observe.to_host(backend.sum([v.read_value() for v in self.sums])
+                               + [v.read_value() for v in self.carried])
+        for v in self.sums + self.carried:
             v.assign(0.0)
-        loss, top1, top5, examples, *norms = (float(t) for t in totals)
+        totals = [float(t) for t in read[:len(self.sums)]]
+        for i, carried in enumerate(read[len(self.sums):]):
+            totals[i] += float(carried)
+        loss, top1, top5, examples, *norms = totals
         count = max(examples, 1.0)
         result = {"loss": loss / count, "top1": top1 / count, "top5": top5 / count,
                   "examples": int(round(examples))}
@@ -45,15 +52,16 @@ class Metrics(tf.Module):
             result["grad_norm"] = norms[0] / norms[1]
         return result
 
-    def gather_partial_sums(self, backend):
-        """Moves the workers' partial sums (loss, hits, examples) onto rank 0 and zeroes the
-        others', so that no worker holds a share that would be lost with it; the next read's
-        totals are unchanged. The gradient-norm sums are equal on every worker already (each
-        adds the same all-reduced norm), so they stay."""
+    def carry_partial_sums(self, backend):
+        """Moves the workers' partial sums (loss, hits, examples) into `carried`, which holds
+        their total on every worker, so that a worker that leaves takes no share with it; the
+        next read's totals are unchanged. The gradient-norm sums are equal on every worker
+        already (each adds the same all-reduced norm), so they stay."""
         partial = self.sums[:4]
-        totals = backend.sum([v.read_value() for v in partial])
-        for variable, total in zip(partial, totals):
-            variable.assign(total if backend.is_chief else tf.zeros_like(total))
+        for carried, variable, total in zip(self.carried, partial,
+                                            backend.sum([v.read_value() for v in partial])):
+            carried.assign_add(total)
+            variable.assign(0.0)
 
     def local_examples(self):
         """This worker's example count since the last read; reading it waits for the device."""
@@ -140,17 +148,17 @@ class TrainStep:
 
     def consolidate(self):
         """Leaves no worker holding a share of the run that the others lack (before an elastic
-        commit): drifting statistics averaged, partial metric sums gathered on rank 0."""
+        commit): drifting statistics averaged, partial metric sums carried on every worker."""
         self.average_drifting_statistics()
         if self.backend.size > 1:
-            self.metrics.gather_partial_sums(self.backend)
+            self.metrics.carry_partial_sums(self.backend)
 
     def elastic_variables(self):
         """Every variable of the run's in-memory state: shared and drifting ones, the metric
         sums and the non-finite record, each once and in the same order on every worker."""
         seen, out = set(), []
         for v in (self.shared_variables() + self.drifting_variables() + self.metrics.sums
-                  + [self.nonfinite_step]):
+                  + self.metrics.carried + [self.nonfinite_step]):
             if id(v) not in seen:
                 seen.add(id(v))
                 out.append(v)

@@ -48,6 +48,7 @@ class ElasticTraining:
                     "slots": self.parts.plan.slots, "started": False, "elapsed": 0.0})
         self._entries = 0
         self._sigterm_line = None
+        self._reason = None
 
     def run(self):
         from engine import elastic
@@ -57,7 +58,7 @@ class ElasticTraining:
     def _before_rendezvous(self, reason):
         if self.parts.guard:
             self.parts.guard.pause()  # Horovod's elastic timeout bounds the rendezvous
-        self.log(f"elastic: {reason}; the workers meet again (reset {self.state.resets})")
+        self._reason = reason  # said after the rendezvous, by the chief there is then
         self._sigterm_line = _SigtermLine(
             f"train: elastic: the launcher ended the job while the workers met again after "
             f"{self.state.resets} reset{'s' * (self.state.resets > 1)} (Horovod's --reset-limit "
@@ -97,7 +98,8 @@ class ElasticTraining:
         if not values["started"]:
             return trainer.train()
         committed = int(parts.step.optimizer.iterations.numpy())
-        self.log(f"elastic: {backend.size} worker{'s' * (backend.size > 1)} now: the run's "
+        self.log(f"elastic: {self._reason or 'the workers changed'}; {backend.size} "
+                 f"worker{'s' * (backend.size > 1)} now: the run's "
                  f"{parts.plan.slots} micro-batch slots run {parts.plan.micro_batches} per "
                  f"worker; going on from step {committed}, the last commit")
         return trainer.train(in_memory_elapsed=values["elapsed"])
