@@ -7,7 +7,8 @@ memory (recompute against plain: peak memory, step time), train (the engine's tr
 images/s and its share of the conv_floor ceiling; with --keras_fit, in a source checkout, Keras'
 fit beside it), conv_floor (the img/s ceiling that the step's convolutions alone leave),
 loop_overhead (the Trainer against a bare loop of the same step), input (the input pipeline
-against a bare tf.data loop, and each augmentation's cost).
+against a bare tf.data loop, and each augmentation's cost), elastic (2 workers in Horovod's
+elastic mode against the same run without it: what commits cost).
 """
 import launch.quiet_start  # noqa: F401 - first: TensorFlow starts without its noise
 
@@ -17,18 +18,27 @@ import os
 
 from absl import app, flags
 
-from launch.benchmarks import conv_floor, input_rate, loop_overhead, memory, processes, train
+from launch.benchmarks import (
+    conv_floor,
+    elastic,
+    input_rate,
+    loop_overhead,
+    memory,
+    processes,
+    train,
+)
 
 FLAGS = flags.FLAGS
 KERAS_FIT = os.path.join(processes.REPO, "tests", "benchmarks", "keras_fit.py")
-flags.DEFINE_enum("mode", "memory", ["memory", "input", "train", "conv_floor", "loop_overhead"],
-                  "What to measure.")
+flags.DEFINE_enum("mode", "memory", ["memory", "input", "train", "conv_floor", "loop_overhead",
+                                     "elastic"], "What to measure.")
 flags.DEFINE_string("model", "densenet121", "Model name, as nets.build takes it.")
 flags.DEFINE_integer("batch_size", None, "Images per step (default: 64 for memory, 32 "
                      "otherwise, the figures the issues name).", lower_bound=1)
 flags.DEFINE_integer("image_size", 224, "Height and width of the images.", lower_bound=32)
 flags.DEFINE_enum("dtype", "fp32", ["fp32", "bf16", "both"], "Compute dtype (train: both).")
-flags.DEFINE_integer("steps", 3, "Timed steps after warm-up.", lower_bound=2)
+flags.DEFINE_integer("steps", 3, "Timed steps after warm-up (elastic: the steps of each run, "
+                     "which logs 5 times).", lower_bound=2)
 flags.DEFINE_integer("repeats", 3, "Rounds of the variants (medians are reported).",
                      lower_bound=1)
 flags.DEFINE_string("output", None, "Also write the JSON result to this file.")
@@ -57,6 +67,8 @@ def measure(fv):
                          keras_fit=KERAS_FIT if fv.keras_fit else None)
     if fv.mode == "conv_floor":
         return conv_floor.run(**shape, dtype=fv.dtype, steps=fv.steps)
+    if fv.mode == "elastic":
+        return elastic.run(**shape, steps=fv.steps, repeats=fv.repeats)
     if fv.mode == "loop_overhead":
         return loop_overhead.run(steps=fv.steps, rounds=fv.repeats, horovod=fv.horovod)
     return input_rate.run(dataset_dir=fv.dataset_dir, input_images=fv.input_images,

@@ -88,3 +88,13 @@ def test_a_workers_json_line_is_found_behind_horovodruns_prefix():
     assert processes.last_json([sys.executable, "-c", script], "probe") == {"trainer": [1.5]}
     with pytest.raises(RuntimeError, match="printed no JSON line"):
         processes.last_json([sys.executable, "-c", "print('nothing')"], "probe")
+
+
+def test_elastic_mode_trains_the_same_run_with_and_without_elastic_mode():
+    got = benchmark("--mode=elastic", "--model=densenet", "--image_size=32", "--batch_size=8",
+                    "--steps=10", "--repeats=1")
+    assert got["mode"] == "elastic" and got["workers"] == 2 and got["rounds"] == 1
+    assert got["elastic_images_per_sec"] > 0 and got["plain_images_per_sec"] > 0
+    assert got["ratios"] == [got["elastic_to_plain"]]
+    assert got["elastic_to_plain"] == pytest.approx(
+        got["elastic_images_per_sec"] / got["plain_images_per_sec"], rel=0.01)
