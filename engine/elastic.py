@@ -19,12 +19,12 @@ after a removal, deadlocks when the survivors wait below --min-np for a worker t
 own TensorFlow `run` returns None, silently, from an UnknownError whose message names none of
 HorovodAllreduce/Allgather/Broadcast, which the engine's grouped all-reduce is not.
 
-Commits: `CommitHook` rides along on the loop's boundaries, after the hooks due there (so at the
-stop-request checks, every --stop_within x 0.75 seconds, and at logs, checkpoints and epoch
-ends), and `save_point` runs before every checkpoint is written, so that a checkpoint holds a
-committed state. A commit first makes the per-worker parts of the state one value
-(TrainStep.consolidate: BN statistics averaged, partial metric sums gathered on rank 0), so a
-worker that dies takes no share of the run with it.
+Commits: `CommitHook` commits at the loop's stop checks (about every 0.75 x --stop_within
+seconds), after the hooks due there, and `save_point` runs before every checkpoint is written,
+so that a checkpoint holds a committed state. Only a commit looks for host changes (a save point
+must not be interrupted before its checkpoint). A commit first makes the per-worker parts of the
+state one value (TrainStep.consolidate: BN statistics averaged, partial metric sums carried on
+every worker), so a worker that dies takes no share of the run with it.
 """
 from typing import Callable
 
@@ -80,16 +80,20 @@ class TrainingState(State):
 
 
 class CommitHook(Hook):
-    """Commits at every boundary where another hook is due, after those hooks (it goes last):
-    `commit(step)`."""
+    """Commits (`commit(step)`) at the boundaries where `due(step)` says so, after the hooks due
+    there (it goes last). launch/elastic.py makes them the loop's stop checks once the Pace has
+    timed the step (engine/hooks/pace.py): about every 0.75 x --stop_within seconds, so that a
+    failure loses at most that much, and never while the Pace times single steps (a commit
+    there would count as step time)."""
 
     rides_along = True
 
-    def __init__(self, *, commit: Callable[[int], None]):
-        self.commit = commit
+    def __init__(self, *, commit: Callable[[int], None], due: Callable[[int], bool]):
+        self.commit, self.commit_due = commit, due
 
     def at_boundary(self, step):
-        self.commit(step)
+        if self.commit_due(step):
+            self.commit(step)
 
 
 def run(train, state: TrainingState, *, backend,

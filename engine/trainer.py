@@ -68,6 +68,9 @@ class Trainer:
         # there, so that a checkpoint holds a committed state).
         self.before_checkpoint = before_checkpoint
         self.watch = (watchdog or _NoWatchdog()).expect
+        # The training segment's Pace (engine/hooks/pace.py) once train() runs: its stop checks
+        # are the boundaries where elastic training commits.
+        self.pace = None
         self.tensor_dumps, self.extra_hooks = tensor_dumps, list(hooks)
         self.console = observe.Console(print_fn=log, enabled=backend.is_chief)
         self.log = self.console.log
@@ -128,8 +131,8 @@ class Trainer:
             seed=cfg.seed, start_example=step * self.local_batch,
             micro_batches=self.train_step.grad_accum_steps))
         meter = observe.Throughput(cfg.batch_size)
-        pace = hooks.Pace(agree=self._agreed_seconds, stop_within=cfg.stop_within,
-                          steps_per_call=cfg.steps_per_loop, log=self.log)
+        pace = self.pace = hooks.Pace(agree=self._agreed_seconds, stop_within=cfg.stop_within,
+                                      steps_per_call=cfg.steps_per_loop, log=self.log)
         runner = StepRunner(train_step=self.train_step, iterator=iterator, meter=meter,
                             watch=self.watch, step_seconds=lambda: pace.step_seconds,
                             loops=cfg.steps_per_loop != 1)

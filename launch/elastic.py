@@ -7,6 +7,7 @@ them per step, so after a worker leaves the survivors run more micro-batches and
 as it would have (engine/elastic.py). Every worker count the job may reach must divide S;
 one that does not ends the run in one line, with its last checkpoint.
 """
+import faulthandler
 import os
 import signal
 import threading
@@ -49,6 +50,7 @@ class ElasticTraining:
         self._entries = 0
         self._sigterm_line = None
         self._reason = None
+        self._fault_handler = False
 
     def run(self):
         from engine import elastic
@@ -59,6 +61,11 @@ class ElasticTraining:
         if self.parts.guard:
             self.parts.guard.pause()  # Horovod's elastic timeout bounds the rendezvous
         self._reason = reason  # said after the rendezvous, by the chief there is then
+        # A worker whose host was removed ends in the rendezvous: Horovod's C++ start throws
+        # "<host> has been removed from elastic job" and aborts. That line says it all; absl's
+        # fault handler would add every thread's stack to it.
+        self._fault_handler = faulthandler.is_enabled()
+        faulthandler.disable()
         self._sigterm_line = _SigtermLine(
             f"train: elastic: the launcher ended the job while the workers met again after "
             f"{self.state.resets} reset{'s' * (self.state.resets > 1)} (Horovod's --reset-limit "
@@ -71,6 +78,8 @@ class ElasticTraining:
         if self._sigterm_line is not None:  # met again: SIGTERM stops the run again
             self._sigterm_line.disarm()
             self._sigterm_line = None
+            if self._fault_handler:
+                faulthandler.enable()
         fv, backend, parts, values = self.fv, self.backend, self.parts, state.values
         if values["dtype"] != self.settled.dtype:
             raise CommandError(f"--dtype={fv.dtype} is {self.settled.dtype} on this worker and "
@@ -89,19 +98,22 @@ class ElasticTraining:
             return dict(started=True, elapsed=trainer.state.elapsed_seconds())
         trainer = assemble.trainer(
             fv, parts, backend=backend, log=self.log,
-            hooks=[elastic.CommitHook(commit=lambda step: state.commit(**point(step)))],
+            hooks=[elastic.CommitHook(commit=lambda step: state.commit(**point(step)),
+                                      due=lambda step: stop_check(trainer.pace, step))],
             before_checkpoint=lambda step: state.save_point(**point(step)))
         self._entries += 1
         if self._entries == 1:
             self.log(assemble.describe(fv, parts, backend=backend, settled=settled)
-                     + "; elastic (Horovod elastic, commits at every stop check and checkpoint)")
+                     + "; elastic (Horovod elastic: commits at every stop check and checkpoint)")
+        if self._entries > 1 or values["started"]:  # after a change of workers
+            where = (f"going on from step {int(parts.step.optimizer.iterations.numpy())}, the "
+                     f"last commit" if values["started"] else
+                     "no commit yet: starting again from the last checkpoint, if any")
+            self.log(f"elastic: {self._reason or 'the workers changed'}; {backend.size} "
+                     f"worker{'s' * (backend.size > 1)} now: the run's {parts.plan.slots} "
+                     f"micro-batch slots run {parts.plan.micro_batches} per worker; {where}")
         if not values["started"]:
             return trainer.train()
-        committed = int(parts.step.optimizer.iterations.numpy())
-        self.log(f"elastic: {self._reason or 'the workers changed'}; {backend.size} "
-                 f"worker{'s' * (backend.size > 1)} now: the run's "
-                 f"{parts.plan.slots} micro-batch slots run {parts.plan.micro_batches} per "
-                 f"worker; going on from step {committed}, the last commit")
         return trainer.train(in_memory_elapsed=values["elapsed"])
 
     def _hold_lock_if_chief(self):
@@ -122,6 +134,11 @@ class ElasticTraining:
         if self._lock is not None:
             self._lock.release()
             self._lock = None
+
+
+def stop_check(pace, step):
+    """Whether `step` is one of the Pace's stop checks, once it has timed the step."""
+    return pace is not None and pace.calibrated and pace.due(step)
 
 
 class _SigtermLine:

@@ -61,3 +61,19 @@ def test_a_stalled_input_pipeline_ends_the_process_with_one_line(tmp_path):
     assert last.startswith("train: rank 0 stalled: no progress for 3 s after step 3, waiting "
                            "for the input pipeline;"), last
     assert time.monotonic() - start < 120
+
+
+def test_a_pause_keeps_it_quiet_until_it_is_armed_again():
+    """An elastic rendezvous is bounded by Horovod's own timeout: the watchdog pauses through it,
+    then the next wait arms it as before."""
+    fired = []
+    done = threading.Event()
+    guard = Watchdog(timeout=0.5, long_timeout=0.5, rank=0,
+                     exit_fn=lambda code: fired.append(time.monotonic()) or done.set())
+    guard.expect("the train step", 3)
+    guard.pause()
+    assert not done.wait(2)
+    start = time.monotonic()
+    guard.expect("the train step", 4)
+    assert done.wait(5) and 0.5 <= fired[0] - start < 2
+    guard.stop()
