@@ -27,6 +27,11 @@ def launched() -> bool:
     return os.environ.get("HOROVOD_ELASTIC") == "1"
 
 
+def wanted(fv) -> bool:
+    """Whether this run trains elastically: launched so, --elastic not off, and training."""
+    return launched() and fv.elastic != "off" and not fv.evaluate_checkpoint_path
+
+
 class ElasticTraining:
     """Builds what outlives a change of workers before Horovod's elastic loop (no collective
     there: horovod#2189), then `run()` trains under it and returns the Trainer's summary."""

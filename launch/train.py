@@ -35,7 +35,7 @@ def main(argv):
             def log(*args, **kwargs):  # the chief of the moment: elastic training renumbers
                 if backend.is_chief:
                     print(*args, **kwargs)
-            if elastic.launched() and not FLAGS.evaluate_checkpoint_path:
+            if elastic.wanted(FLAGS):
                 job = elastic.ElasticTraining(FLAGS, backend=backend, cleanup=cleanup, log=log)
                 train, data = job.run, job.data
             else:

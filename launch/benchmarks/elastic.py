@@ -1,15 +1,22 @@
 """elastic (`python -m launch.benchmark --mode=elastic`): what elastic training costs when no
-worker changes, i.e. what its commits cost.
+worker changes: the engine's commits, and Horovod's elastic launcher apart.
 
-Each round trains the same run twice with `python -m launch.train` under `horovodrun -np 2` on
-this host, in the order swapped every round: once in elastic mode (`--min-np 1 --max-np 2`, a
-discovery script listing localhost:2, `--network-interfaces lo`) and once not. The input is
-synthetic (no I/O to share the cores with), there is no evaluation, and the run logs 5 times
-(each log is a boundary, so a commit: more commits than at the default cadence of --log_steps=100
-and a stop check every 15 s). A run's rate is the median of its logged intervals' images/s after
-the first (which holds the tracing). Reported: both medians and the median of the rounds'
-elastic / plain ratios (paired, so the machine's drift between rounds cancels). --model=densenet
-is the tests' tiny custom net (blocks 2,2, growth 8, stem 16).
+Each round trains the same run three times with `python -m launch.train` on 2 workers on this
+host, in an order rotated every round:
+  plain     `horovodrun -np 2 -H localhost:2`;
+  off       horovodrun in elastic mode (`--min-np 1 --max-np 2`, a discovery script listing
+            localhost:2, `--network-interfaces lo`) with `--elastic=off`: the engine trains as
+            under the plain launcher, so this is the launcher's own cost (its driver runs the
+            discovery script every second, on the training host here);
+  elastic   the same launcher, elastic training: commits at the default cadence (each stop
+            check, about every 15 s, and before the checkpoint).
+The input is synthetic (no I/O to share the cores with), there is no evaluation, and each run
+logs 5 times: its rate is the median of its logged intervals' images/s after the first (which
+holds the tracing). Reported: each variant's median, and the medians of the rounds' paired
+ratios (the machine's drift between rounds cancels): `engine_elastic_to_off` (what elastic
+training itself costs), `launcher_elastic_to_plain` (what Horovod's elastic launcher costs) and
+`elastic_to_plain` (both). --model=densenet is the tests' tiny custom net (blocks 2,2, growth 8,
+stem 16).
 """
 import json
 import os
@@ -32,10 +39,13 @@ def _rate(model_dir):
     return statistics.median(rates)
 
 
-def _train(*, elastic, model, image_size, batch_size, steps, root):
+VARIANTS = ("plain", "off", "elastic")
+
+
+def _train(*, variant, model, image_size, batch_size, steps, root):
     model_dir = tempfile.mkdtemp(dir=root)
     horovodrun = os.path.join(os.path.dirname(sys.executable), "horovodrun")
-    if elastic:
+    if variant != "plain":
         script = os.path.join(root, "discover.sh")
         with open(script, "w") as f:
             f.write("#!/bin/sh\necho localhost:2\n")
@@ -51,28 +61,34 @@ def _train(*, elastic, model, image_size, batch_size, steps, root):
                f"--log_steps={max(1, steps // LOGS)}", "--warmup_epochs=0", "--seed=1"]
     if model == "densenet":
         command += ["--blocks=2,2", "--growth_rate=8", "--stem_filters=16"]
+    if variant == "off":
+        command.append("--elastic=off")
     out = subprocess.run(command, capture_output=True, text=True, env=processes.environment(),
                          cwd=processes.REPO)
     if out.returncode != 0:
-        raise RuntimeError(f"elastic benchmark ({'elastic' if elastic else 'plain'}) "
-                           f"failed:\n{out.stdout[-1500:]}\n{out.stderr[-1500:]}")
+        raise RuntimeError(f"elastic benchmark ({variant}) failed:\n{out.stdout[-1500:]}\n"
+                           f"{out.stderr[-1500:]}")
     return _rate(model_dir)
 
 
 def run(*, model, image_size, batch_size, steps, repeats):
-    rates = {True: [], False: []}
+    rates = {variant: [] for variant in VARIANTS}
     with tempfile.TemporaryDirectory() as root:
         for round_ in range(repeats):
-            for elastic in ((True, False) if round_ % 2 else (False, True)):
-                rates[elastic].append(_train(elastic=elastic, model=model,
+            shift = round_ % len(VARIANTS)
+            for variant in VARIANTS[shift:] + VARIANTS[:shift]:
+                rates[variant].append(_train(variant=variant, model=model,
                                              image_size=image_size, batch_size=batch_size,
                                              steps=steps, root=root))
-            print(f"elastic: round {round_ + 1}: elastic {rates[True][-1]:.2f} img/s, plain "
-                  f"{rates[False][-1]:.2f} img/s", file=sys.stderr)
-    ratios = [e / p for e, p in zip(rates[True], rates[False])]
+            print(f"elastic: round {round_ + 1}: " + ", ".join(
+                f"{v} {rates[v][-1]:.2f} img/s" for v in VARIANTS), file=sys.stderr)
+
+    def ratio(a, b):
+        return round(statistics.median(x / y for x, y in zip(rates[a], rates[b])), 3)
     return {"mode": "elastic", "model": model, "image_size": image_size,
             "global_batch": batch_size, "workers": 2, "steps": steps, "rounds": repeats,
-            "elastic_images_per_sec": round(statistics.median(rates[True]), 2),
-            "plain_images_per_sec": round(statistics.median(rates[False]), 2),
-            "elastic_to_plain": round(statistics.median(ratios), 3),
-            "ratios": [round(r, 3) for r in ratios]}
+            **{f"{v}_images_per_sec": round(statistics.median(rates[v]), 2) for v in VARIANTS},
+            "engine_elastic_to_off": ratio("elastic", "off"),
+            "launcher_elastic_to_plain": ratio("off", "plain"),
+            "elastic_to_plain": ratio("elastic", "plain"),
+            "per_round": {v: [round(r, 2) for r in rates[v]] for v in VARIANTS}}

@@ -57,6 +57,11 @@ def define(fv: flags.FlagValues):
                          "on rank 0 alone.", flag_values=fv)
     flags.DEFINE_string("horovod_timeline", None, "Write the Horovod timeline to this file.",
                         flag_values=fv)
+    flags.DEFINE_enum("elastic", "auto", ["auto", "off"], "auto: elastic training when "
+                      "horovodrun runs in elastic mode (--min-np, --max-np, "
+                      "--host-discovery-script); off: train as under a plain launcher even "
+                      "there (a lost worker then ends the job; launch.benchmark "
+                      "--mode=elastic compares the two).", flag_values=fv)
     flags.DEFINE_integer("stall_timeout", 600, "Seconds a worker may go without progress (a "
                          "step dispatched, a boundary passed) before it exits with one line, so "
                          "that a hung worker ends the job instead of freezing it; 0: off.",

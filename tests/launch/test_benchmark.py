@@ -90,11 +90,14 @@ def test_a_workers_json_line_is_found_behind_horovodruns_prefix():
         processes.last_json([sys.executable, "-c", "print('nothing')"], "probe")
 
 
-def test_elastic_mode_trains_the_same_run_with_and_without_elastic_mode():
+def test_elastic_mode_trains_the_same_run_under_each_launcher_and_mode():
     got = benchmark("--mode=elastic", "--model=densenet", "--image_size=32", "--batch_size=8",
                     "--steps=10", "--repeats=1")
     assert got["mode"] == "elastic" and got["workers"] == 2 and got["rounds"] == 1
-    assert got["elastic_images_per_sec"] > 0 and got["plain_images_per_sec"] > 0
-    assert got["ratios"] == [got["elastic_to_plain"]]
-    assert got["elastic_to_plain"] == pytest.approx(
-        got["elastic_images_per_sec"] / got["plain_images_per_sec"], rel=0.01)
+    rates = {v: got[f"{v}_images_per_sec"] for v in ("plain", "off", "elastic")}
+    assert all(r > 0 for r in rates.values())
+    assert got["per_round"] == {v: [r] for v, r in rates.items()}
+    for name, (a, b) in {"engine_elastic_to_off": ("elastic", "off"),
+                         "launcher_elastic_to_plain": ("off", "plain"),
+                         "elastic_to_plain": ("elastic", "plain")}.items():
+        assert got[name] == pytest.approx(rates[a] / rates[b], rel=0.01), name

@@ -160,7 +160,7 @@ def test_a_removed_host_leaves_gracefully_and_joins_again(uninterrupted, small_d
     it again (1 -> 2: a new worker starts there, takes rank 0's state and half the slots).
     Slower steps here: the host comes back once the removed worker has gone, and the run must
     not end before the discovery script's next call sees it."""
-    proc = start_elastic(small_data, tmp_path, BOTH_HOSTS, workers=2, delay="0.5")
+    proc = start_elastic(small_data, tmp_path, BOTH_HOSTS, workers=2, delay="0.7")
     wait_for_step(proc, tmp_path / "run", 2)
     (tmp_path / "hosts").write_text(ONE_HOST)
     deadline = time.time() + 120
