@@ -38,7 +38,7 @@ class ElasticTraining:
 
     def __init__(self, fv, *, backend, cleanup, log):
         from engine import elastic
-        self.fv, self.backend, self.cleanup, self.log = fv, backend, cleanup, log
+        self.fv, self.backend, self.log = fv, backend, log
         support = hardware.bf16_support(hpu=fv.run_on_hpu)
         self.settled = assemble.settle_locally(fv, backend, log, support)
         self._lock = None
@@ -66,17 +66,20 @@ class ElasticTraining:
         if self.parts.guard:
             self.parts.guard.pause()  # Horovod's elastic timeout bounds the rendezvous
         self._reason = reason  # said after the rendezvous, by the chief there is then
+        line = (f"train: elastic: the launcher ended the job while the workers met again after "
+                f"{self.state.resets} reset{'s' * (self.state.resets > 1)} (Horovod's "
+                f"--reset-limit reached, or too few workers for --min-np until "
+                f"--elastic-timeout); the last checkpoint in {self.fv.model_dir}/checkpoints "
+                f"resumes the run: run the command again")
+        if self._sigterm_line is not None:  # the synchronization after the last one failed
+            self._sigterm_line.line = line
+            return
         # A worker whose host was removed ends in the rendezvous: Horovod's C++ start throws
         # "<host> has been removed from elastic job" and aborts. That line says it all; absl's
         # fault handler would add every thread's stack to it.
         self._fault_handler = faulthandler.is_enabled()
         faulthandler.disable()
-        self._sigterm_line = _SigtermLine(
-            f"train: elastic: the launcher ended the job while the workers met again after "
-            f"{self.state.resets} reset{'s' * (self.state.resets > 1)} (Horovod's --reset-limit "
-            f"reached, or too few workers for --min-np until --elastic-timeout); the last "
-            f"checkpoint in {self.fv.model_dir}/checkpoints resumes the run: run the command "
-            f"again", say=self.backend.is_chief)
+        self._sigterm_line = _SigtermLine(line, say=self.backend.is_chief)
 
     def _train(self, state):
         from engine import elastic
@@ -165,7 +168,8 @@ class _SigtermLine:
     def _wait(self):
         while True:
             data = os.read(self._read, 64)
-            if not data:
+            if not data:  # disarmed
+                os.close(self._read)
                 return
             if signal.SIGTERM in data:
                 if self.say:
