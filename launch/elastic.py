@@ -16,6 +16,7 @@ import time
 import engine
 from launch import assemble, hardware
 from launch.errors import CommandError
+from launch.train_flags import objects
 
 # The lock on model_dir moves with the chief: a new chief waits this long for the old one,
 # which is on its way out (it died, or its host was removed), to let go of it.
@@ -41,6 +42,8 @@ class ElasticTraining:
         self.fv, self.backend, self.log = fv, backend, log
         support = hardware.bf16_support(hpu=fv.run_on_hpu)
         self.settled = assemble.settle_locally(fv, backend, log, support)
+        # Refused before anything is written (the lock creates model_dir).
+        objects.slot_plan(fv, workers=backend.size, recorded=self.settled.recorded_slots)
         self._lock = None
         cleanup.callback(self._release_lock)
         self._hold_lock_if_chief()

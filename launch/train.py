@@ -18,6 +18,7 @@ import engine
 from engine import distributed, run_format
 from launch import assemble, devices, elastic, hardware, train_flags
 from launch.errors import ONE_LINE_ERRORS, report
+from launch.train_flags import objects
 
 FLAGS = flags.FLAGS
 train_flags.define(FLAGS)
@@ -91,6 +92,8 @@ def build(fv, *, backend, cleanup, log):
     assemble.check_layout(fv)
     support = hardware.bf16_support(hpu=fv.run_on_hpu)
     settled = assemble.agree(fv, backend, log, support)
+    # Refused before anything is written (the lock creates model_dir).
+    objects.slot_plan(fv, workers=backend.size, recorded=settled.recorded_slots)
     if backend.is_chief:
         cleanup.callback(engine.ModelDirLock(fv.model_dir).release)
     parts = assemble.build_parts(fv, backend=backend, settled=settled, support=support,
