@@ -9,7 +9,8 @@ PYTEST_ARGS ?=
 TEST_PROCESSES ?= 2
 PARALLEL := $(if $(filter-out 1,$(TEST_PROCESSES)),-n $(TEST_PROCESSES) --dist loadfile)
 
-.PHONY: setup setup-all browser sshd test lint check-lock lock test-current test-tf2.15 demo clean
+.PHONY: setup setup-all browser sshd test lint check-lock lock test-current test-cpu-kinds \
+	test-tf2.15 demo clean
 
 setup:
 	bash launch/build/setup_env.sh $(TF)
@@ -27,12 +28,14 @@ sshd:
 	bash launch/build/install_sshd.sh
 
 # ruff (configured in pyproject.toml), each lane against its lock, the full suite on the current
-# lane, then the `smoke` subset on the TF 2.15 lane. A style violation or a lane that differs from
-# its lock fails `make test` before any test runs.
+# lane, its CPU-dependent tests again as on each other kind of CPU, then the `smoke` subset on the
+# TF 2.15 lane. A style violation or a lane that differs from its lock fails `make test` before
+# any test runs.
 test: setup-all browser sshd
 	$(MAKE) lint
 	$(MAKE) check-lock
 	$(MAKE) test-current
+	$(MAKE) test-cpu-kinds
 	$(MAKE) test-tf2.15
 
 lint:
@@ -51,6 +54,13 @@ lock: setup-all
 test-current:
 	$(VENV)/bin/python -m pytest -m "not serial" $(PARALLEL) $(PYTEST_ARGS)
 	$(VENV)/bin/python -m pytest -m serial $(PYTEST_ARGS) || [ $$? -eq 5 ]
+
+# The tests marked cpu_kind, once as on each kind of CPU whose runs the engine decides differently
+# (tests/cpu_kinds.py: native bf16, AVX-512 VNNI without bf16, AVX2 only), whatever this one is.
+CPU_KINDS := native-bf16 vnni plain
+test-cpu-kinds:
+	set -e; for kind in $(CPU_KINDS); do \
+		$(VENV)/bin/python -m pytest -m cpu_kind --cpu-kind=$$kind $(PYTEST_ARGS); done
 
 test-tf2.15:
 	$(VENV215)/bin/python -m pytest -m "smoke and not serial" $(PARALLEL) $(PYTEST_ARGS)

@@ -7,11 +7,11 @@ import os
 
 import pytest
 
-from tests import helpers
+from tests import cpu_kinds, helpers
 from tests.helpers import TINY
 
-WITHOUT_BF16 = "fpu sse2 avx avx2 fma avx512f avx512bw avx512vl"  # a Skylake / Cascade Lake
-WITH_BF16 = WITHOUT_BF16 + " avx512_vnni avx512_bf16"                # a Cooper Lake / Zen 4
+WITHOUT_BF16 = cpu_kinds.VNNI       # a Cascade Lake / Ice Lake
+WITH_BF16 = cpu_kinds.NATIVE_BF16   # a Cooper Lake / Zen 4
 
 
 def tiny(small_data, model_dir, *extra, env=None):
@@ -64,6 +64,20 @@ def test_dtype_auto_picks_bf16_only_where_native_and_records_it(small_data, tmp_
     rerun = helpers.run_train([f"--flagfile={tmp_path / 'flags.txt'}",
                                f"--model_dir={tmp_path / 'rerun'}"], timeout=300)
     assert f", {picked}, " in first_line(rerun)
+
+
+@pytest.mark.cpu_kind
+def test_this_cpu_gets_bf16_from_auto_only_where_native_and_a_warning_only_where_emulated(
+        small_data, tmp_path):
+    """On this CPU (or the kind the session stands for), as its start settled oneDNN."""
+    native = cpu_kinds.this_cpu() == "native-bf16" and cpu_kinds.onednn_settled_on()
+    auto = tiny(small_data, tmp_path / "auto", "--dtype=auto")
+    assert f", {'bf16' if native else 'fp32'} (--dtype=auto), " in first_line(auto)
+    assert json.loads((tmp_path / "auto" / "machine.json").read_text())["bf16_native"] is native
+    told = tiny(small_data, tmp_path / "bf16", "--dtype=bf16")
+    warnings = [line for line in told.stdout.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == (0 if native else 1), told.stdout
+    assert "warning:" not in auto.stdout
 
 
 @pytest.mark.smoke

@@ -8,10 +8,11 @@ import sys
 import pytest
 
 from launch import onednn
-from tests import helpers
+from tests import cpu_kinds, helpers
 
-NO_BF16 = "fpu sse2 avx2 avx512f avx512bw avx512dq avx512vl"  # TF's default: off
-WITH_VNNI = NO_BF16 + " avx512_vnni"                          # TF's default: on
+# The probe runs only where the CPU has no native bf16: the tests of the probe stand in for such
+# a CPU (whatever this one is), in every process they start and in their own machine_key.
+PROBED = "plain"
 
 # Prints the decision this process took and what TensorFlow runs.
 SETTLE_AND_REPORT = (
@@ -21,17 +22,21 @@ SETTLE_AND_REPORT = (
     "'line': d.describe()}))")
 
 
-def child_env(cache_home, **env):
-    """This environment with its own cache and without TF_ENABLE_ONEDNN_OPTS (which the tests'
-    own start set), plus `env`."""
+def child_env(cache_home, kind=PROBED, **env):
+    """This environment with its own cache, without TF_ENABLE_ONEDNN_OPTS (which the tests' own
+    start set), standing in for a CPU of `kind` (None: the one this session stands for), plus
+    `env`."""
     full = {k: v for k, v in os.environ.items() if k != onednn.VARIABLE}
     full.update(PYTHONPATH=helpers.REPO, TF_CPP_MIN_LOG_LEVEL="2",
                 XDG_CACHE_HOME=str(cache_home), **env)
+    if kind is not None:
+        full.update(cpu_kinds.stand_in(kind))
     return full
 
 
 def settle_in_child(cache_home, **env):
-    """A fresh process that settles oneDNN with its own cache and no TF_ENABLE_ONEDNN_OPTS."""
+    """A fresh process that settles oneDNN with its own cache and no TF_ENABLE_ONEDNN_OPTS, on
+    a CPU without native bf16 (the probe's branch)."""
     full = child_env(cache_home, **env)
     return subprocess.Popen([sys.executable, "-c", SETTLE_AND_REPORT], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=full, cwd=helpers.REPO)
@@ -88,48 +93,94 @@ def test_a_corrupt_cache_is_probed_anew(tmp_path):
 
 
 @pytest.mark.smoke
-@pytest.mark.parametrize("flags, seconds_on, seconds_off, enabled, reason", [
-    (NO_BF16, 1.0, 3.0, True, "probe: 3.00x faster with it"),  # against TF's default
-    (WITH_VNNI, 3.0, 1.0, False, "probe: 3.00x faster without it"),
-    (NO_BF16, 1.0, 1.04, False, "within 1.04x either way, TensorFlow's default"),
-    (WITH_VNNI, 1.04, 1.0, True, "within 1.04x either way, TensorFlow's default"),
+@pytest.mark.parametrize("kind, seconds_on, seconds_off, enabled, reason", [
+    ("plain", 1.0, 3.0, True, "probe: 3.00x faster with it"),  # against TF's default
+    ("vnni", 3.0, 1.0, False, "probe: 3.00x faster without it"),
+    ("plain", 1.0, 1.04, False, "within 1.04x either way, TensorFlow's default"),
+    ("vnni", 1.04, 1.0, True, "within 1.04x either way, TensorFlow's default"),
 ])
-def test_the_faster_setting_is_kept_beyond_the_noise_margin(monkeypatch, flags, seconds_on,
+def test_the_faster_setting_is_kept_beyond_the_noise_margin(monkeypatch, kind, seconds_on,
                                                             seconds_off, enabled, reason):
-    monkeypatch.setenv(onednn.CPU_FLAGS_VARIABLE, flags)
+    monkeypatch.setenv(onednn.CPU_FLAGS_VARIABLE, cpu_kinds.KINDS[kind])
     decision = onednn.choose(seconds_on, seconds_off)
     assert decision.enabled is enabled and reason in decision.reason
 
 
-def test_native_bf16_keeps_onednn_on_without_a_probe(monkeypatch):
+@pytest.mark.parametrize("kind", ["plain", "vnni", "native-bf16"])
+def test_each_kind_of_cpu_takes_its_branch(monkeypatch, kind):
+    """Native bf16 keeps oneDNN on without a probe; the other two kinds ask the probe."""
     monkeypatch.delenv(onednn.VARIABLE, raising=False)
     monkeypatch.setattr(onednn, "tensorflow_loaded", lambda: False)
-    monkeypatch.setenv(onednn.CPU_FLAGS_VARIABLE, NO_BF16 + " avx512_bf16")
-    monkeypatch.setattr(onednn, "_probed", lambda: pytest.fail("probed"))
-    assert onednn.decide().enabled
+    monkeypatch.setattr(onednn, "_accelerator_host", lambda: False)
+    monkeypatch.setenv(onednn.CPU_FLAGS_VARIABLE, cpu_kinds.KINDS[kind])
+    probed = onednn.Decision(False, "probe: planted")
+    monkeypatch.setattr(onednn, "_probed", lambda: probed)
+    decision = onednn.decide()
+    if kind == "native-bf16":
+        assert decision == onednn.Decision(True, "native bf16 goes through it")
+    else:
+        assert decision is probed
 
 
-@pytest.mark.parametrize("seconds_on, seconds_off", [(1.0, 3.0), (3.0, 1.0)])
-def test_a_training_run_takes_the_cached_answer_and_says_so(small_data, tmp_path, seconds_on,
-                                                            seconds_off):
-    """Times planted in the cache for this machine: the run takes them without probing, runs
-    TensorFlow with the faster setting and names it in its first line."""
-    cache = tmp_path / "cache" / "densenet-ctl"
+def plant_probe_answer(monkeypatch, cache_home, kind, seconds_on, seconds_off):
+    """Probe times in the cache under the machine key of a CPU of `kind` (None: the one this
+    session stands for): a start there takes them without probing."""
+    if kind is not None:
+        monkeypatch.setenv(onednn.CPU_FLAGS_VARIABLE, cpu_kinds.KINDS[kind])
+    cache = cache_home / "densenet-ctl"
     os.makedirs(cache)
     (cache / onednn.CACHE_FILE).write_text(json.dumps(
         {onednn.machine_key(): {"seconds_on": seconds_on, "seconds_off": seconds_off}}))
-    env = child_env(tmp_path / "cache")
+
+
+def train_first_line_and_machine(small_data, tmp_path, kind):
+    """A one-step training run on a CPU of `kind` (None: this session's) with the cache under
+    tmp_path/cache: its first line and its machine.json."""
     model_dir = tmp_path / "run"
     proc = subprocess.run(helpers.train_command(
         f"--dataset_dir={small_data}", f"--model_dir={model_dir}", *helpers.TINY, "--epochs=1",
-        "--steps_per_epoch=1", "--validation_steps=0"), capture_output=True, text=True, env=env,
-        cwd=helpers.REPO, timeout=300)
+        "--steps_per_epoch=1", "--validation_steps=0"), capture_output=True, text=True,
+        env=child_env(tmp_path / "cache", kind), cwd=helpers.REPO, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    enabled = seconds_on < seconds_off
     first = next(line for line in proc.stdout.splitlines() if line.startswith("densenet"))
-    assert first.endswith(f"; oneDNN {'on' if enabled else 'off'} (probe: 3.00x faster "
-                          f"{'with' if enabled else 'without'} it; TF_ENABLE_ONEDNN_OPTS="
-                          f"{int(not enabled)} turns it {'off' if enabled else 'on'})")
-    machine = json.loads((model_dir / "machine.json").read_text())
+    return first, json.loads((model_dir / "machine.json").read_text())
+
+
+def probe_line(enabled):
+    return (f"; oneDNN {'on' if enabled else 'off'} (probe: 3.00x faster "
+            f"{'with' if enabled else 'without'} it; TF_ENABLE_ONEDNN_OPTS={int(not enabled)} "
+            f"turns it {'off' if enabled else 'on'})")
+
+
+@pytest.mark.parametrize("seconds_on, seconds_off", [(1.0, 3.0), (3.0, 1.0)])
+def test_a_training_run_takes_the_cached_answer_and_says_so(small_data, tmp_path, monkeypatch,
+                                                            seconds_on, seconds_off):
+    """Times planted in the cache for this machine (standing in for one without native bf16):
+    the run takes them without probing, runs TensorFlow with the faster setting and names it in
+    its first line."""
+    plant_probe_answer(monkeypatch, tmp_path / "cache", PROBED, seconds_on, seconds_off)
+    first, machine = train_first_line_and_machine(small_data, tmp_path, PROBED)
+    enabled = seconds_on < seconds_off
+    assert first.endswith(probe_line(enabled))
     assert machine["onednn"] is enabled  # what TensorFlow reports it runs
     assert machine["onednn_choice"]["seconds_on"] == seconds_on
+
+
+@pytest.mark.cpu_kind
+def test_a_training_run_on_this_cpu_takes_this_cpus_branch(small_data, tmp_path, monkeypatch):
+    """On this CPU (or the kind the session stands for), with a planted probe answer against
+    TensorFlow's default: native bf16 keeps oneDNN on without reading it, runs bf16 natively;
+    any other CPU takes the planted answer."""
+    against_default = not onednn.tensorflow_default()
+    times = (1.0, 3.0) if against_default else (3.0, 1.0)
+    plant_probe_answer(monkeypatch, tmp_path / "cache", None, *times)
+    first, machine = train_first_line_and_machine(small_data, tmp_path, None)
+    native = cpu_kinds.this_cpu() == "native-bf16"
+    if native:
+        assert first.endswith("; oneDNN on (native bf16 goes through it; "
+                              "TF_ENABLE_ONEDNN_OPTS=0 turns it off)")
+        assert machine["onednn"] is True and machine["onednn_choice"]["seconds_on"] is None
+    else:
+        assert first.endswith(probe_line(against_default))
+        assert machine["onednn"] is against_default
+    assert machine["bf16_native"] is native

@@ -106,6 +106,9 @@ def _nchw_problem():
     return hardware.nchw_problem()
 
 
+# Where oneDNN is off it cannot run; `make test-cpu-kinds` runs it as on a native-bf16 CPU, whose
+# oneDNN stays on, so it runs on every machine at least once.
+@pytest.mark.cpu_kind
 @pytest.mark.skipif(_nchw_problem() is not None, reason=f"NCHW cannot run here: {_nchw_problem()}"
                     f" (launch.train refuses --data_format=NCHW on such a CPU, tested in "
                     f"tests/launch/test_machine_fit.py)")
