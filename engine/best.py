@@ -100,6 +100,11 @@ class BestCheckpoint:
 
     def _write(self, name, record):
         os.makedirs(self.directory, exist_ok=True)
+        # write() leaves out the save counter until something creates it: a best kept before
+        # the run's first rolling checkpoint of a segment (begin(), after a kill between an
+        # evaluation and keeping its checkpoint) would hold one object fewer than every other
+        # checkpoint of the run. Created here, every best checkpoint is of the same kind.
+        self.checkpoint.save_counter  # the property creates it
         try:
             self.checkpoint.write(os.path.join(self.directory, name))
         except (tf.errors.OpError, OSError) as e:

@@ -4,7 +4,10 @@ A checkpoint holds the net (weights, BN statistics, dropout generator), the opti
 iterations), the global step and the epoch, so that a resumed run continues exactly. Restoring
 falls back from a corrupt newest checkpoint to the previous one, saying so.
 """
+import contextlib
 import fcntl
+import gc
+import logging
 import os
 
 import tensorflow as tf
@@ -71,9 +74,20 @@ class Checkpoints:
 
     def restore(self, path, expect_partial=False):
         """Restores `path`; CheckpointError naming it if it is unreadable or of another model."""
+        with _quiet_tf_warnings():
+            failure = self._read(path, expect_partial)
+        if failure is not None:
+            raise CheckpointError(f"checkpoint {path} cannot be restored: {failure}")
+        return path
+
+    def _read(self, path, expect_partial):
+        """Restores `path`; None, or the first line of what went wrong."""
         status = None
         try:
-            status = self.required.restore(path)
+            # read(), not restore(): restore() creates the save counter and then requires it in
+            # the file, which a checkpoint written by write() (a best one) may not hold; the
+            # counter numbers nothing here (the manager names checkpoints by step).
+            status = self.required.read(path)
             if expect_partial:
                 status.expect_partial()
             else:
@@ -84,16 +98,14 @@ class Checkpoints:
                 if not any(key.startswith(f"{name}/") for key in names):
                     self.missing.append(name)
                     continue
-                status = tf.train.Checkpoint(**{name: part}).restore(path)
+                status = tf.train.Checkpoint(**{name: part}).read(path)
                 status.expect_partial()  # the required parts were restored above
                 status.assert_existing_objects_matched()
         except Exception as e:  # noqa: BLE001 - a truncated file raises IndexError, others OpError
             if status is not None:
                 status.expect_partial()  # no "unresolved object" warnings after our message
-            message = getattr(e, "message", None) or str(e)
-            raise CheckpointError(f"checkpoint {path} cannot be restored: "
-                                  f"{_first_line(message)}") from None
-        return path
+            return _first_line(getattr(e, "message", None) or str(e))
+        return None
 
     def restore_latest(self, allow_fresh_start=False):
         """Restores the newest usable checkpoint, newest first; None when there is none.
@@ -177,14 +189,36 @@ def _restore_parts(parts, path):
 
 def _restore_objects(path, **objects):
     """Restores `objects` from `path`, every one of them required, the rest of the file (the
-    optimizer, counters, maybe the head) left alone. CheckpointError with the first line."""
-    status = None
+    optimizer, counters, maybe the head) left alone. CheckpointError with the first line.
+    read(), not restore(), which would also require the save counter (see Checkpoints.restore):
+    a net's parts are what must fit."""
+    failure = None
+    with _quiet_tf_warnings():
+        try:
+            status = tf.train.Checkpoint(**objects).read(path)
+            status.expect_partial()
+            status.assert_existing_objects_matched()
+        except Exception as e:  # noqa: BLE001 - a truncated file raises IndexError, others OpError
+            failure = _first_line(getattr(e, "message", None) or e)[:300]
+        objects.clear()  # what a failed read left on them is freed now, while it is quiet
+    if failure is not None:
+        raise CheckpointError(failure)
+
+
+@contextlib.contextmanager
+def _quiet_tf_warnings():
+    """A read that raises (a tensor of another shape) returns no status to call
+    expect_partial() on: TF's restore coordinator, freed with the exception, then logs every
+    value of the file it did not restore, dozens of lines around the one-line error. TF's
+    warnings are held back while a read is tried and until its leftovers are collected."""
+    logger = logging.getLogger("tensorflow")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
     try:
-        status = tf.train.Checkpoint(**objects).restore(path)
-        status.expect_partial()
-        status.assert_existing_objects_matched()
-    except Exception as e:  # noqa: BLE001 - a truncated file raises IndexError, others OpError
-        raise CheckpointError(_first_line(getattr(e, "message", None) or e)[:300]) from None
+        yield
+        gc.collect()
+    finally:
+        logger.setLevel(level)
 
 
 class _View(tf.Module):

@@ -7,10 +7,13 @@ from launch.profiling import capture, horovod_timeline, steps
 
 TOP_OPS = 10
 TOP_LAYERS = 10
-# Scopes that wrap layers without being one: the gradient tape, the loops and branches of
-# accumulation and the guard, TF's "_1" uniquifiers, the net's own scope (nets name theirs after
-# the model: densenet, densenet121, ...).
-_NOT_A_LAYER = re.compile(r"^(gradient_tape|while|body|cond|true|false|_\d+|densenet\d*)$")
+# Scopes that wrap layers without being one: the gradient tape; control flow (the loops and
+# branches of accumulation and the guard: a tf.cond lowered into the graph names its ops
+# "cond/then/_3/...", a while loop "while/body/_1/...", their gradients "cond_grad", ...; which of
+# them reach a profile's top list depends on the CPU's kernels); TF's "_1" uniquifiers; the net's
+# own scope (nets name theirs after the model: densenet, densenet121, ...).
+_CONTROL_FLOW = r"while|body|cond|then|else|true|false|case|switch_case|branch\d*|if|switch|merge"
+_NOT_A_LAYER = re.compile(rf"^((gradient_tape|{_CONTROL_FLOW}|densenet\d*)(_grad)?(_\d+)?|_\d+)$")
 OUTSIDE_LAYERS = "(no layer)"
 # Above these shares of the captured steps' wall time a component is the one to act on.
 ADVICE = (

@@ -78,6 +78,21 @@ def test_a_run_killed_between_its_evaluation_and_keeping_it_keeps_it_on_resume(t
         assert json.load(f)["checkpoint"] == "ckpt-6"
 
 
+def test_a_best_kept_before_any_rolling_checkpoint_holds_what_the_rolling_ones_hold(tmp_path):
+    """begin() may keep a best before the segment wrote any checkpoint (a kill between an
+    evaluation and keeping it): its file holds the same objects as one that TF's
+    CheckpointManager writes of the same state, the save counter included."""
+    v = tf.Variable(6.0)
+    recorder = run_format.Recorder(str(tmp_path), is_chief=True)
+    recorder.write({"split": "validation", "step": 6, "epoch": 6, "top1": 0.8, "loss": 0.5})
+    segment(tmp_path, "top1", v, 6)  # a fresh tf.train.Checkpoint, never saved
+    managed = tf.train.CheckpointManager(tf.train.Checkpoint(v=tf.Variable(6.0)),
+                                         str(tmp_path / "rolling"), max_to_keep=1)
+    keys = [set(tf.train.load_checkpoint(path).get_variable_to_shape_map())
+            for path in (best.read(str(tmp_path))["checkpoint"], managed.save(6))]
+    assert keys[0] == keys[1] and "save_counter/.ATTRIBUTES/VARIABLE_VALUE" in keys[0]
+
+
 def test_a_best_past_the_resumed_step_is_replaced(tmp_path):
     v = tf.Variable(4.0)
     keeper, _ = segment(tmp_path, "top1", v, 0)

@@ -147,6 +147,24 @@ def test_top_layers_sum_their_ops_trace_time_and_name_the_nets_layers(demo_profi
 
 
 @pytest.mark.smoke
+@pytest.mark.parametrize("op_name, layer", [
+    # the branch of the step's tf.cond, lowered into the graph (the name seen on a native-bf16
+    # CPU, where those ops reached the top list)
+    ("gradient_tape/forward/densenet121/cond/then/_3/conv2_block1_1_conv/Conv2DBackpropInput",
+     "conv2_block1_1_conv"),
+    ("forward/densenet121/cond_1/else/_12/conv3_block2_0_relu/Relu", "conv3_block2_0_relu"),
+    ("while/body/_1/forward_1/densenet/conv2_block1_0_bn/FusedBatchNormV3", "conv2_block1_0_bn"),
+    ("gradient_tape/while_grad/body/_5/cond_grad/then/_7/pool2_pool/AvgPoolGrad", "pool2_pool"),
+    ("cond/then/_0/Identity", None), ("cond_1/else/_12/Relu", None),
+    ("while_1/cond/_2/Less", None), ("apply/cond/true/_4/ResourceApplyMomentum", None),
+    ("densenet121_1/switch_case/branch0/_9/Mul:0", None),
+])
+def test_layer_names_never_come_from_control_flow_scopes(op_name, layer):
+    from launch.profiling import report as profile_report
+    assert profile_report.layer_of(op_name) == (layer or profile_report.OUTSIDE_LAYERS)
+
+
+@pytest.mark.smoke
 def test_compute_advice_fits_the_device_that_ran():
     """bf16 is advised only where the run's device computes it natively; on a device that
     emulates it, a bf16 run is told to use fp32; an old run without machine.json gets neither."""
