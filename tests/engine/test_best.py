@@ -93,6 +93,35 @@ def test_a_best_kept_before_any_rolling_checkpoint_holds_what_the_rolling_ones_h
     assert keys[0] == keys[1] and "save_counter/.ATTRIBUTES/VARIABLE_VALUE" in keys[0]
 
 
+def test_a_net_restores_from_a_best_checkpoint_and_another_net_is_still_refused(tmp_path,
+                                                                              capfd):
+    """Read back as launch.export reads it: the net's parts must all fit (the save counter,
+    whether the file holds it or not, is not the net's); a net of another width is refused with
+    one error and none of TF's warnings about what it left unrestored."""
+    import nets
+    from engine import checkpoints
+
+    def tiny(growth_rate, seed):
+        return nets.build("densenet", blocks=(1, 1), growth_rate=growth_rate, stem_filters=8,
+                          num_classes=10, seed=seed)
+    trained = tiny(8, seed=1)
+    plain = tf.train.Checkpoint(net=trained).write(str(tmp_path / "without_counter"))
+    recorder = run_format.Recorder(str(tmp_path), is_chief=True)
+    recorder.write({"split": "validation", "step": 2, "epoch": 2, "top1": 0.5, "loss": 1.0})
+    best.BestCheckpoint(str(tmp_path), metric="top1", checkpoint=tf.train.Checkpoint(net=trained),
+                        recorder=recorder, log=lambda *_: None).begin(2)
+    for path in (plain, best.read(str(tmp_path))["checkpoint"]):
+        restored = tiny(8, seed=2)
+        checkpoints.restore_net(restored, path)
+        for got, want in zip(restored.trainable_variables_in_order(),
+                             trained.trainable_variables_in_order(), strict=True):
+            np.testing.assert_array_equal(got.numpy(), want.numpy())
+    capfd.readouterr()
+    with pytest.raises(checkpoints.CheckpointError, match="does not fit densenet: "):
+        checkpoints.restore_net(tiny(4, seed=2), plain)
+    assert "could not be found in the restored object" not in "".join(capfd.readouterr())
+
+
 def test_a_best_past_the_resumed_step_is_replaced(tmp_path):
     v = tf.Variable(4.0)
     keeper, _ = segment(tmp_path, "top1", v, 0)

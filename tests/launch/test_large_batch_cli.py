@@ -114,7 +114,7 @@ def test_export_best_works_for_a_best_kept_on_resume_after_a_kill_in_the_evaluat
     checkpoint) and keeping its checkpoint as the best, made deterministically: a finished
     1-epoch run whose best/ is removed. The rerun keeps that evaluation's checkpoint as the best
     before it writes any checkpoint of its own; launch.export --best then exports it and the
-    SavedModel scores the recorded top-1. Another net's checkpoint is still refused."""
+    SavedModel scores the recorded top-1 (the restore's strictness: tests/engine/test_best.py)."""
     run = helpers.tiny_run(small_data, tmp_path, "--epochs=1", "--steps_per_epoch=3",
                            "--keep_best=top1", "--seed=4", "--initial_lr=0.1")
     helpers.run_train(run)
@@ -128,16 +128,6 @@ def test_export_best_works_for_a_best_kept_on_resume_after_a_kill_in_the_evaluat
                                    "--best"], timeout=300).stdout
     assert "best/ckpt-3" in printed
     assert helpers.saved_model_top1(export_dir, small_data)[0] == pytest.approx(top1, abs=1e-9)
-    other = tmp_path / "other"
-    helpers.run_train(helpers.tiny_run(small_data, other, "--epochs=1", "--steps_per_epoch=1",
-                                       "--validation_steps=0", "--growth_rate=4"))
-    proc = helpers.run_unchecked([sys.executable, "-m", "launch.export",
-                                  f"--model_dir={tmp_path}", f"--export_dir={tmp_path}/out",
-                                  f"--checkpoint={helpers.latest_checkpoint(other)}"],
-                                 timeout=300)
-    assert proc.returncode == 1 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip().splitlines()[-1].startswith("export: checkpoint ")
-    assert "does not fit densenet" in proc.stderr
 
 
 def test_export_best_of_a_run_without_one_is_one_line(small_data, tmp_path):
