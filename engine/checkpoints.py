@@ -4,10 +4,7 @@ A checkpoint holds the net (weights, BN statistics, dropout generator), the opti
 iterations), the global step and the epoch, so that a resumed run continues exactly. Restoring
 falls back from a corrupt newest checkpoint to the previous one, saying so.
 """
-import contextlib
 import fcntl
-import gc
-import logging
 import os
 
 import tensorflow as tf
@@ -74,14 +71,6 @@ class Checkpoints:
 
     def restore(self, path, expect_partial=False):
         """Restores `path`; CheckpointError naming it if it is unreadable or of another model."""
-        with _quiet_tf_warnings():
-            failure = self._read(path, expect_partial)
-        if failure is not None:
-            raise CheckpointError(f"checkpoint {path} cannot be restored: {failure}")
-        return path
-
-    def _read(self, path, expect_partial):
-        """Restores `path`; None, or the first line of what went wrong."""
         status = None
         try:
             # read(), not restore(): restore() creates the save counter and then requires it in
@@ -104,8 +93,10 @@ class Checkpoints:
         except Exception as e:  # noqa: BLE001 - a truncated file raises IndexError, others OpError
             if status is not None:
                 status.expect_partial()  # no "unresolved object" warnings after our message
-            return _first_line(getattr(e, "message", None) or str(e))
-        return None
+            message = getattr(e, "message", None) or str(e)
+            raise CheckpointError(f"checkpoint {path} cannot be restored: "
+                                  f"{_first_line(message)}") from None
+        return path
 
     def restore_latest(self, allow_fresh_start=False):
         """Restores the newest usable checkpoint, newest first; None when there is none.
@@ -192,33 +183,12 @@ def _restore_objects(path, **objects):
     optimizer, counters, maybe the head) left alone. CheckpointError with the first line.
     read(), not restore(), which would also require the save counter (see Checkpoints.restore):
     a net's parts are what must fit."""
-    failure = None
-    with _quiet_tf_warnings():
-        try:
-            status = tf.train.Checkpoint(**objects).read(path)
-            status.expect_partial()
-            status.assert_existing_objects_matched()
-        except Exception as e:  # noqa: BLE001 - a truncated file raises IndexError, others OpError
-            failure = _first_line(getattr(e, "message", None) or e)[:300]
-        objects.clear()  # what a failed read left on them is freed now, while it is quiet
-    if failure is not None:
-        raise CheckpointError(failure)
-
-
-@contextlib.contextmanager
-def _quiet_tf_warnings():
-    """A read that raises (a tensor of another shape) returns no status to call
-    expect_partial() on: TF's restore coordinator, freed with the exception, then logs every
-    value of the file it did not restore, dozens of lines around the one-line error. TF's
-    warnings are held back while a read is tried and until its leftovers are collected."""
-    logger = logging.getLogger("tensorflow")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
     try:
-        yield
-        gc.collect()
-    finally:
-        logger.setLevel(level)
+        status = tf.train.Checkpoint(**objects).read(path)
+        status.expect_partial()
+        status.assert_existing_objects_matched()
+    except Exception as e:  # noqa: BLE001 - a truncated file raises IndexError, others OpError
+        raise CheckpointError(_first_line(getattr(e, "message", None) or e)[:300]) from None
 
 
 class _View(tf.Module):

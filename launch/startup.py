@@ -9,8 +9,10 @@ find cuda drivers..."; and the first device listing prints "failed call to cuIni
 without an NVIDIA driver. No environment variable or API reaches them (each library has its own
 absl state, set at load time), so this module sets stderr aside while TensorFlow loads and lists
 its devices, then passes on every line except those. TF_CPP_MIN_LOG_LEVEL=0 shows everything.
+TensorFlow's warnings about checkpoint values left unrestored are dropped too (UNRESTORED).
 """
 import contextlib
+import logging
 import os
 import sys
 import tempfile
@@ -63,10 +65,34 @@ def noise_dropped_from_stderr():
         sys.stderr.flush()
 
 
+# TensorFlow's Python warnings when a checkpoint read leaves values unrestored: a line per value
+# (dozens), logged whenever the read's leftovers are garbage-collected, which may be long after
+# the read and after the command's one-line error. The engine says itself what must fit and what
+# did not (engine/checkpoints.py), and reading part of a file (the net without the optimizer) is
+# what it means to do.
+UNRESTORED = (
+    "is being deleted with unrestored values",
+    "Value in checkpoint could not be found in the restored object",
+    "An attribute in the restored object could not be found in the checkpoint",
+)
+
+
+class _UnrestoredValuesDropped(logging.Filter):
+    def filter(self, record):
+        message = record.getMessage()
+        return not any(text in message for text in UNRESTORED)
+
+
 def quiet_tensorflow():
-    """Imports TensorFlow and lists its devices without the start-up noise (once)."""
+    """Imports TensorFlow and lists its devices without the start-up noise (once), and drops
+    its warnings about unrestored checkpoint values."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
-    if "tensorflow" in sys.modules or os.environ["TF_CPP_MIN_LOG_LEVEL"] == "0":
+    if os.environ["TF_CPP_MIN_LOG_LEVEL"] == "0":
+        return
+    tf_logger = logging.getLogger("tensorflow")
+    if not any(isinstance(f, _UnrestoredValuesDropped) for f in tf_logger.filters):
+        tf_logger.addFilter(_UnrestoredValuesDropped())
+    if "tensorflow" in sys.modules:
         return
     with noise_dropped_from_stderr():
         import tensorflow as tf
