@@ -81,7 +81,7 @@ def bf16_support(*, hpu: bool = False) -> Bf16Support:
         return Bf16Support(False, f"GPU ({name})", f"compute capability "
                            f"{'.'.join(map(str, capability))}, below 8.0")
     device = f"CPU ({cpu_name()})"
-    if not any(flag in cpu_flags() for flag in CPU_BF16_FLAGS):
+    if not onednn.native_bf16_flags():
         return Bf16Support(False, device, "no AVX512_BF16 or AMX-BF16")
     if not onednn_enabled():
         return Bf16Support(False, device, "oneDNN turned off (TF_ENABLE_ONEDNN_OPTS=0)")

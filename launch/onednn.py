@@ -59,6 +59,11 @@ def cpu_flags() -> frozenset:
     return frozenset(text.lower().split())
 
 
+def native_bf16_flags() -> bool:
+    """Whether the CPU's flags name a native bf16 unit (AVX512_BF16 or AMX-BF16)."""
+    return any(flag in cpu_flags() for flag in CPU_BF16_FLAGS)
+
+
 def tensorflow_default() -> bool:
     """What TensorFlow picks when TF_ENABLE_ONEDNN_OPTS is unset (x86 Linux)."""
     return any(flag in cpu_flags() for flag in TF_DEFAULT_ON_FLAGS)
@@ -104,7 +109,7 @@ def decide() -> Decision:
         return Decision(enabled, f"{VARIABLE}={given}")
     if tensorflow_loaded():
         return Decision(tensorflow_default(), "TensorFlow was already loaded with its default")
-    if any(flag in cpu_flags() for flag in CPU_BF16_FLAGS):
+    if native_bf16_flags():
         return Decision(True, "native bf16 goes through it")
     if _accelerator_host():
         return Decision(tensorflow_default(), "TensorFlow's default on an accelerator host")

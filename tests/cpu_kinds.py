@@ -13,8 +13,6 @@ is marked `cpu_kind` and asserts what the CPU it runs on should get (`this_cpu`)
 --cpu-kind=KIND` runs the whole session as that kind (`make test-cpu-kinds` runs the `cpu_kind`
 tests under each), so that a developer on one kind of machine sees the other two fail before CI
 does."""
-import os
-
 from launch import onednn
 
 PLAIN = "fpu sse2 avx avx2 fma"
@@ -31,13 +29,6 @@ def stand_in(kind):
 def this_cpu():
     """The kind of the CPU that this process stands for: the stand-in it was given, else the
     machine's own."""
-    flags = onednn.cpu_flags()
-    if any(flag in flags for flag in onednn.CPU_BF16_FLAGS):
+    if onednn.native_bf16_flags():
         return "native-bf16"
     return "vnni" if onednn.tensorflow_default() else "plain"
-
-
-def onednn_settled_on():
-    """Whether this process (and so every process it starts) runs with oneDNN, as its start
-    settled it."""
-    return os.environ.get(onednn.VARIABLE) == "1"

@@ -7,6 +7,7 @@ import os
 
 import pytest
 
+from launch import onednn
 from tests import cpu_kinds, helpers
 from tests.helpers import TINY
 
@@ -70,7 +71,7 @@ def test_dtype_auto_picks_bf16_only_where_native_and_records_it(small_data, tmp_
 def test_this_cpu_gets_bf16_from_auto_only_where_native_and_a_warning_only_where_emulated(
         small_data, tmp_path):
     """On this CPU (or the kind the session stands for), as its start settled oneDNN."""
-    native = cpu_kinds.this_cpu() == "native-bf16" and cpu_kinds.onednn_settled_on()
+    native = cpu_kinds.this_cpu() == "native-bf16" and onednn.settled().enabled
     auto = tiny(small_data, tmp_path / "auto", "--dtype=auto")
     assert f", {'bf16' if native else 'fp32'} (--dtype=auto), " in first_line(auto)
     assert json.loads((tmp_path / "auto" / "machine.json").read_text())["bf16_native"] is native
