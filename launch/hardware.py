@@ -13,8 +13,6 @@ from engine import distributed
 from launch import onednn
 
 _THREAD_VARIABLES = {"intra_op": "TF_NUM_INTRAOP_THREADS", "inter_op": "TF_NUM_INTEROP_THREADS"}
-CPU_BF16_FLAGS = onednn.CPU_BF16_FLAGS
-cpu_flags = onednn.cpu_flags
 
 
 def cpu_name() -> str:
