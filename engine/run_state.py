@@ -7,7 +7,7 @@ import time
 import tensorflow as tf
 
 from engine import checkpoints, observe
-from engine.errors import CheckpointError
+from engine import slots as slot_rule
 
 
 class RunState:
@@ -82,12 +82,9 @@ class RunState:
         if restored:
             if has_slots:
                 written_slots = int(had_slots)
-                if written_slots != slots and not allow_redeal:
-                    raise CheckpointError(
-                        f"{restored} is of a run of {written_slots} micro-batch slots; this "
-                        f"command makes {slots} ({self.backend.size} workers x "
-                        f"{self.train_step.grad_accum_steps} micro-batches): give it the run's "
-                        f"--micro_batch_size, or --allow_redeal to deal new slots")
+                slot_rule.check_checkpoint(restored, written=written_slots, slots=slots,
+                                           workers=self.backend.size,
+                                           allow_redeal=allow_redeal)
             self.log(f"resumed from {restored} at step {step}, epoch {int(epoch)}")
             if has_workers:
                 writers = int(workers)

@@ -14,9 +14,8 @@ import threading
 import time
 
 import engine
-from launch import assemble, hardware
+from launch import build, hardware, plan
 from launch.errors import CommandError
-from launch.train_flags import objects
 
 # The lock on model_dir moves with the chief: a new chief waits this long for the old one,
 # which is on its way out (it died, or its host was removed), to let go of it.
@@ -28,33 +27,35 @@ def launched() -> bool:
     return os.environ.get("HOROVOD_ELASTIC") == "1"
 
 
-def wanted(fv) -> bool:
-    """Whether this run trains elastically: launched so, --elastic not off, and training."""
-    return launched() and fv.elastic != "off" and not fv.evaluate_checkpoint_path
+def wanted(planned) -> bool:
+    """Whether this run trains elastically: launched so, and --elastic not off."""
+    return launched() and planned.elastic_allowed
 
 
 class ElasticTraining:
     """Builds what outlives a change of workers before Horovod's elastic loop (no collective
     there: horovod#2189), then `run()` trains under it and returns the Trainer's summary."""
 
-    def __init__(self, fv, *, backend, cleanup, log):
+    def __init__(self, planned, *, backend, cleanup, log):
         from engine import elastic
-        self.fv, self.backend, self.log = fv, backend, log
-        support = hardware.bf16_support(hpu=fv.run_on_hpu)
-        self.settled = assemble.settle_locally(fv, backend, log, support)
+        self.backend, self.log = backend, log
+        build.check_layout(planned)
+        self.bf16 = hardware.bf16_support(hpu=planned.machine.run_on_hpu)
+        self.data = build.open_input(planned, log=log)
+        self.settlement = plan.local_settlement(planned, bf16=self.bf16,
+                                                is_chief=backend.is_chief, log=log)
         # Refused before anything is written (the lock creates model_dir).
-        objects.slot_plan(fv, workers=backend.size, recorded=self.settled.recorded_slots)
+        self.plan = planned.settle(self.settlement, workers=backend.size, data=self.data)
         self._lock = None
         cleanup.callback(self._release_lock)
         self._hold_lock_if_chief()
-        self.parts = assemble.build_parts(fv, backend=backend, settled=self.settled,
-                                          support=support, cleanup=cleanup, log=log)
-        self.data = self.parts.data
+        self.parts = build.build_parts(self.plan, data=self.data, backend=backend,
+                                       cleanup=cleanup)
         self.parts.step.build()  # the optimizer's slots exist before the state (horovod#2652)
         self.state = elastic.TrainingState(
             train_step=self.parts.step, backend=backend,
-            values={"seed": self.settled.seed, "dtype": self.settled.dtype,
-                    "slots": self.parts.plan.slots, "started": False, "elapsed": 0.0})
+            values={"seed": self.plan.seed, "dtype": self.plan.dtype,
+                    "slots": self.plan.slots, "started": False, "elapsed": 0.0})
         self._entries = 0
         self._sigterm_line = None
         self._reason = None
@@ -66,13 +67,13 @@ class ElasticTraining:
                            before_rendezvous=self._before_rendezvous)
 
     def _before_rendezvous(self, reason):
-        if self.parts.guard:
-            self.parts.guard.pause()  # Horovod's elastic timeout bounds the rendezvous
+        if self.parts.watchdog:
+            self.parts.watchdog.pause()  # Horovod's elastic timeout bounds the rendezvous
         self._reason = reason  # said after the rendezvous, by the chief there is then
         line = (f"train: elastic: the launcher ended the job while the workers met again after "
                 f"{self.state.resets} reset{'s' * (self.state.resets > 1)} (Horovod's "
                 f"--reset-limit reached, or too few workers for --min-np until "
-                f"--elastic-timeout); the last checkpoint in {self.fv.model_dir}/checkpoints "
+                f"--elastic-timeout); the last checkpoint in {self.plan.model_dir}/checkpoints "
                 f"resumes the run: run the command again")
         if self._sigterm_line is not None:  # the synchronization after the last one failed
             self._sigterm_line.line = line
@@ -91,38 +92,41 @@ class ElasticTraining:
             self._sigterm_line = None
             if self._fault_handler:
                 faulthandler.enable()
-        fv, backend, parts, values = self.fv, self.backend, self.parts, state.values
-        if values["dtype"] != self.settled.dtype:
-            raise CommandError(f"--dtype={fv.dtype} is {self.settled.dtype} on this worker and "
-                               f"{values['dtype']} on rank 0: give --dtype=fp32 or bf16")
-        settled = assemble.Settled(seed=values["seed"], dtype=values["dtype"],
-                                   recorded_slots=values["slots"])
-        parts.resolved, parts.plan = assemble.resolve(fv, backend=backend, data=parts.data,
-                                                      settled=settled, workers=backend.size)
-        parts.step.resize(grad_accum_steps=parts.plan.micro_batches, seed=settled.seed)
-        if parts.guard:
-            parts.guard.rank = backend.rank
+        backend, parts, values = self.backend, self.parts, state.values
+        if values["dtype"] != self.settlement.dtype:
+            raise CommandError(f"--dtype={self.plan.dtype_asked} is {self.settlement.dtype} on "
+                               f"this worker and {values['dtype']} on rank 0: give --dtype=fp32 "
+                               f"or bf16")
+        # Rank 0's values, and what this worker count makes of the run's slots.
+        self.plan = self.plan.settle(
+            plan.Settlement(seed=values["seed"], dtype=values["dtype"],
+                            recorded_slots=values["slots"]), workers=backend.size)
+        parts.step.resize(grad_accum_steps=self.plan.micro_batches, seed=self.plan.seed)
+        if parts.watchdog:
+            parts.watchdog.rank = backend.rank
         self._hold_lock_if_chief()
+        if backend.is_chief:
+            build.write_run_files(self.plan, bf16=self.bf16)
         trainer = None
 
         def point(step):
             return dict(started=True, elapsed=trainer.state.elapsed_seconds())
-        trainer = assemble.trainer(
-            fv, parts, backend=backend, log=self.log,
+        trainer = build.build_trainer(
+            self.plan, parts, backend=backend, log=self.log,
             hooks=[elastic.CommitHook(commit=lambda step: state.commit(**point(step)),
                                       due=lambda step: stop_check(trainer.pace, step))],
             before_checkpoint=lambda step: state.save_point(**point(step)))
         self._entries += 1
         if self._entries == 1:
-            self.log(assemble.describe(fv, parts, backend=backend, settled=settled)
+            self.log(build.describe(self.plan, parts, backend=backend)
                      + "; elastic (Horovod elastic: commits at every stop check and checkpoint)")
         if self._entries > 1 or values["started"]:  # after a change of workers
             where = (f"going on from step {int(parts.step.optimizer.iterations.numpy())}, the "
                      f"last commit" if values["started"] else
                      "no commit yet: starting again from the last checkpoint, if any")
             self.log(f"elastic: {self._reason or 'the workers changed'}; {backend.size} "
-                     f"worker{'s' * (backend.size > 1)} now: the run's {parts.plan.slots} "
-                     f"micro-batch slots run {parts.plan.micro_batches} per worker; {where}")
+                     f"worker{'s' * (backend.size > 1)} now: the run's {self.plan.slots} "
+                     f"micro-batch slots run {self.plan.micro_batches} per worker; {where}")
         if not values["started"]:
             return trainer.train()
         return trainer.train(in_memory_elapsed=values["elapsed"])
@@ -135,7 +139,7 @@ class ElasticTraining:
         deadline = time.monotonic() + LOCK_WAIT_SECONDS
         while self._lock is None:
             try:
-                self._lock = engine.ModelDirLock(self.fv.model_dir)
+                self._lock = engine.ModelDirLock(self.plan.model_dir)
             except engine.ModelDirLocked:
                 if time.monotonic() > deadline:
                     raise

@@ -8,9 +8,8 @@ from absl import flags
 
 import nets
 from engine import best, checkpoints
-from launch import train_flags
+from launch import plan, train_flags
 from launch.errors import CommandError
-from launch.train_flags import objects
 
 
 class RunDirError(CommandError):
@@ -57,7 +56,8 @@ def load(model_dir, checkpoint=None, *, ema=False):
     """(net restored from `checkpoint` or the run's latest, run flags, class names or None,
     checkpoint path). With `ema`, the net holds the run's weight average instead."""
     run_flags = read_flags(os.path.join(model_dir, "flags.txt"))
-    net = nets.build(run_flags.model, **objects.net_options(run_flags))
+    planned = plan.from_flags(run_flags)  # flags.txt holds the run's settled dtype and seed
+    net = nets.build(planned.net.model, **planned.net_options())
     path = checkpoint or tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
     if not path:
         raise RunDirError(f"{model_dir}/checkpoints holds no checkpoint")

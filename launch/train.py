@@ -3,6 +3,9 @@
 Accepts the vendor recipe's command line flag for flag (see launch/train_flags/ and
 --helpfull). Under horovodrun/mpirun the same command trains data-parallel; rank 0 logs and
 writes files. Bad flags, data or checkpoints end with one line naming the culprit, exit code 1.
+
+The flags become the run's plan once (launch/plan.py), the plan a run (launch/build.py): here
+for the plain start, in launch/elastic.py under Horovod's elastic launcher.
 """
 import launch.quiet_start  # noqa: F401 - first: TensorFlow starts without its noise
 
@@ -16,9 +19,8 @@ from absl import app, flags, logging
 
 import engine
 from engine import distributed, run_format
-from launch import assemble, devices, elastic, hardware, train_flags
+from launch import build, devices, elastic, hardware, plan, train_flags
 from launch.errors import ONE_LINE_ERRORS, report
-from launch.train_flags import objects
 
 FLAGS = flags.FLAGS
 train_flags.define(FLAGS)
@@ -31,38 +33,22 @@ def main(argv):
     log = print
     with contextlib.ExitStack() as cleanup:
         try:
-            backend = start_backend(FLAGS)
-
-            def log(*args, **kwargs):  # the chief of the moment: elastic training renumbers
-                if backend.is_chief:
-                    print(*args, **kwargs)
-            if elastic.wanted(FLAGS):
-                job = elastic.ElasticTraining(FLAGS, backend=backend, cleanup=cleanup, log=log)
-                train, data = job.run, job.data
-            else:
-                trainer, data = build(FLAGS, backend=backend, cleanup=cleanup, log=log)
-                train = trainer.train
-            try:
-                if FLAGS.evaluate_checkpoint_path:
-                    trainer.evaluate_checkpoint(FLAGS.evaluate_checkpoint_path)
-                    return 0
-                summary = train()
-            except tf.errors.OpError as e:
-                splits = (["validation"] if FLAGS.evaluate_checkpoint_path
-                          else ["train", "validation"])
-                raise data.explain(e, splits=splits) from None
-            log(f"done: {summary}")
-            log(f"checkpoints: {os.path.join(FLAGS.model_dir, 'checkpoints')}\n"
-                f"metrics:     {os.path.join(FLAGS.model_dir, run_format.METRICS_FILE)}\n"
-                f"tensorboard: tensorboard --logdir {FLAGS.model_dir}")
+            planned = plan.from_flags(FLAGS)
+            backend = start_backend(planned)
+            log = chief_log(backend)
+            if planned.evaluate_checkpoint_path:
+                trainer, data = build_run(planned, backend=backend, cleanup=cleanup, log=log)
+                with inputs_explained(data, splits=["validation"]):
+                    trainer.evaluate_checkpoint(planned.evaluate_checkpoint_path)
+                return 0
+            log(f"done: {train(planned, backend=backend, cleanup=cleanup, log=log)}")
+            log(f"checkpoints: {os.path.join(planned.model_dir, 'checkpoints')}\n"
+                f"metrics:     {os.path.join(planned.model_dir, run_format.METRICS_FILE)}\n"
+                f"tensorboard: tensorboard --logdir {planned.model_dir}")
             return 0
         except engine.TargetReached as reached:
-            record = reached.args[0]
-            if record is not None:
-                log(f"reached --target_accuracy={record['target']}: validation top-1 "
-                    f"{record['top1']:.4f} at step {record['step']} (epoch {record['epoch']}), "
-                    f"after {record['elapsed_sec']:.1f} s of training and {record['images']:,} "
-                    f"images; stopped with its checkpoint")
+            if reached.args[0] is not None:
+                log(target_reached_line(reached.args[0]))
             return 0
         except engine.StopRequested as stop:
             log(f"stopped by a signal after step {stop.args[0]}; checkpoint written; run the "
@@ -72,35 +58,74 @@ def main(argv):
             return report("train", e)
 
 
-def start_backend(fv):
-    """Horovod (or one process) on the device the flags ask for, its thread pools sized first
+def start_backend(planned):
+    """Horovod (or one process) on the device the plan asks for, its thread pools sized first
     (TensorFlow fixes them when its first op runs)."""
-    hardware.apply_thread_pools(assemble.thread_pools(fv))
-    devices.horovod_timeline(fv.horovod_timeline)
-    devices.horovod_stall_defaults(fv.stall_timeout)
-    if fv.run_on_hpu:
+    machine = planned.machine
+    hardware.apply_thread_pools(machine.pools)
+    devices.horovod_timeline(machine.horovod_timeline)
+    devices.horovod_stall_defaults(machine.stall_timeout)
+    if machine.run_on_hpu:
         devices.load_habana()
-    horovod = fv.use_hpu_strategy or elastic.launched()  # elastic: Horovod from 1 worker on
+    horovod = machine.use_hpu_strategy or elastic.launched()  # elastic: Horovod from 1 worker
     backend = distributed.create(use_horovod=True if horovod else None,
-                                 fp16_allreduce=fv.fp16_allreduce)
+                                 fp16_allreduce=machine.fp16_allreduce)
     devices.pin_gpu(backend.local_rank)
     return backend
 
 
-def build(fv, *, backend, cleanup, log):
-    """(Trainer, input module) of the flags; what must be released goes on `cleanup`."""
-    assemble.check_layout(fv)
-    support = hardware.bf16_support(hpu=fv.run_on_hpu)
-    settled = assemble.agree(fv, backend, log, support)
-    # Refused before anything is written (the lock creates model_dir).
-    objects.slot_plan(fv, workers=backend.size, recorded=settled.recorded_slots)
-    if backend.is_chief:
-        cleanup.callback(engine.ModelDirLock(fv.model_dir).release)
-    parts = assemble.build_parts(fv, backend=backend, settled=settled, support=support,
-                                 cleanup=cleanup, log=log)
-    trainer = assemble.trainer(fv, parts, backend=backend, log=log)
-    log(assemble.describe(fv, parts, backend=backend, settled=settled))
-    return trainer, parts.data
+def chief_log(backend):
+    """print on the chief of the moment (elastic training renumbers), nothing elsewhere."""
+    def log(*args, **kwargs):
+        if backend.is_chief:
+            print(*args, **kwargs)
+    return log
+
+
+def train(planned, *, backend, cleanup, log):
+    """The Trainer's summary of the run: elastic under Horovod's elastic launcher."""
+    if elastic.wanted(planned):
+        job = elastic.ElasticTraining(planned, backend=backend, cleanup=cleanup, log=log)
+        run, data = job.run, job.data
+    else:
+        trainer, data = build_run(planned, backend=backend, cleanup=cleanup, log=log)
+        run = trainer.train
+    with inputs_explained(data, splits=["train", "validation"]):
+        return run()
+
+
+def build_run(planned, *, backend, cleanup, log):
+    """(Trainer, input module) of the plan, settled by rank 0's values on every worker; what
+    must be released goes on `cleanup`."""
+    build.check_layout(planned)
+    bf16 = hardware.bf16_support(hpu=planned.machine.run_on_hpu)
+    data = build.open_input(planned, log=log)
+    mine = plan.local_settlement(planned, bf16=bf16, is_chief=backend.is_chief, log=log)
+    planned = planned.settle(plan.agreed_settlement(mine, backend=backend),
+                             workers=backend.size, data=data)
+    if backend.is_chief:  # after every refusal: the lock creates model_dir
+        cleanup.callback(engine.ModelDirLock(planned.model_dir).release)
+        build.write_run_files(planned, bf16=bf16)
+    parts = build.build_parts(planned, data=data, backend=backend, cleanup=cleanup)
+    trainer = build.build_trainer(planned, parts, backend=backend, log=log)
+    log(build.describe(planned, parts, backend=backend))
+    return trainer, data
+
+
+@contextlib.contextmanager
+def inputs_explained(data, *, splits):
+    """A TensorFlow error raised inside, as the input module explains it (a bad record)."""
+    try:
+        yield
+    except tf.errors.OpError as e:
+        raise data.explain(e, splits=splits) from None
+
+
+def target_reached_line(record):
+    return (f"reached --target_accuracy={record['target']}: validation top-1 "
+            f"{record['top1']:.4f} at step {record['step']} (epoch {record['epoch']}), after "
+            f"{record['elapsed_sec']:.1f} s of training and {record['images']:,} images; "
+            f"stopped with its checkpoint")
 
 
 def run():

@@ -6,7 +6,7 @@ Keras, can pass on this machine with these kernels."""
 import statistics
 import time
 
-from launch.train_flags.objects import COMPUTE_DTYPES
+from launch.plan import COMPUTE_DTYPES
 
 
 def run(*, model, batch_size, image_size, dtype, steps):

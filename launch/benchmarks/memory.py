@@ -7,7 +7,7 @@ import sys
 import time
 
 from launch.benchmarks import processes
-from launch.train_flags.objects import COMPUTE_DTYPES
+from launch.plan import COMPUTE_DTYPES
 
 
 def peak_rss_mb():

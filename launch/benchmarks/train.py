@@ -15,7 +15,7 @@ import sys
 import time
 
 from launch.benchmarks import processes
-from launch.train_flags.objects import COMPUTE_DTYPES
+from launch.plan import COMPUTE_DTYPES
 
 WARMUP_STEPS = 3
 

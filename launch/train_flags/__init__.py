@@ -3,19 +3,18 @@ one module per concern (recipe, input, augmentation, model, optimization, loop, 
 is how --helpfull groups them. Validators end a bad command line with one line naming the flag,
 exit code 1, before any TensorFlow graph is built.
 
-Its module `objects` is the one mapping from flags to objects (input, net, step, loop
-configuration). Importing it defines nothing; `define(flags.FLAGS)` does (launch.train).
+launch/plan.py reads them into the run's plan. Importing this module defines nothing;
+`define(flags.FLAGS)` does (launch.train).
 """
-import copy
-import dataclasses
 import os
 
 from absl import flags
 
 from engine import distributed
+from engine import slots as slot_rule
 from input import augment
 from input.options import InputOptions
-from launch.train_flags import augmentation, loop, machine, model, objects, optimization, recipe
+from launch.train_flags import augmentation, loop, machine, model, optimization, recipe
 from launch.train_flags import input as input_flags
 
 FLAGS = flags.FLAGS
@@ -32,21 +31,21 @@ def define(fv: flags.FlagValues, *, validate: bool = True):
         _register_validators(fv)
 
 
-def write_flagfile(path: str, fv: flags.FlagValues, resolved: objects.Resolved = None):
-    """Every flag of launch.train that has a value, as --name=value lines, with the values the
-    run resolved (seed, classes, steps per epoch) in place of those left open: a --flagfile that
-    reproduces the run. `fv` itself is left as it is."""
-    settled = dataclasses.asdict(resolved) if resolved else {}
-    lines = []
-    for concern in CONCERNS:
-        for flag in sorted(fv.get_flags_for_module(concern.__name__), key=lambda f: f.name):
-            if flag.name in settled:
-                flag = copy.deepcopy(flag)
-                flag.value = settled[flag.name]
-            if flag.value is not None:
-                lines.append(flag.serialize())
-    with open(path, "w") as f:
-        f.write("\n".join(sorted(lines)) + "\n")
+def steps_per_loop(text):
+    """--steps_per_loop as "auto" or a positive int; None when it is neither."""
+    if text == "auto":
+        return "auto"
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        return None
+    return value if value > 0 else None
+
+
+def parse_window(text):
+    """--profile_steps / --dump_steps START,END as (START, END)."""
+    start, end = (int(x) for x in text.split(","))
+    return start, end
 
 
 def _register_validators(fv):
@@ -69,7 +68,7 @@ def _register_validators(fv):
                  "micro_batch_size", "intra_op_threads", "inter_op_threads",
                  "dataset_private_threads"):
         positive_or_none(name)
-    check("steps_per_loop", lambda v: objects.steps_per_loop(v) is not None,
+    check("steps_per_loop", lambda v: steps_per_loop(v) is not None,
           "--steps_per_loop must be auto or a positive integer")
     check("validation_steps", lambda v: v is None or v >= 0,
           "--validation_steps must be 0 (off) or positive")
@@ -117,10 +116,7 @@ def _register_validators(fv):
     multi(["batch_size"],
           lambda v: v["batch_size"] % distributed.launcher_world_size() == 0,
           "--batch_size must be divisible by the number of workers")
-    multi(["batch_size", "grad_accum_steps", "micro_batch_size"],
-          lambda v: v["micro_batch_size"] or v["batch_size"] % (
-              distributed.launcher_world_size() * v["grad_accum_steps"]) == 0,
-          "--batch_size must be divisible by workers x --grad_accum_steps")
+    multi(["batch_size", "grad_accum_steps", "micro_batch_size"], _slots_deal)
     multi(["batch_size", "micro_batch_size"],
           lambda v: not v["micro_batch_size"] or v["batch_size"] % v["micro_batch_size"] == 0,
           "--batch_size must be a multiple of --micro_batch_size")
@@ -157,6 +153,21 @@ def _register_validators(fv):
         multi([name], _checkpoint_exists(name, allow_file))
 
 
+def _slots_deal(values):
+    """A fresh run's slots on the launcher's worker count (engine/slots.py's rule); a resumed
+    run's recorded slots are checked again at its start."""
+    if values["micro_batch_size"] and values["batch_size"] % values["micro_batch_size"]:
+        return True  # the multiple check below names it
+    try:
+        slot_rule.deal(batch_size=values["batch_size"],
+                       workers=distributed.launcher_world_size(),
+                       micro_batch_size=values["micro_batch_size"],
+                       micro_batches=values["grad_accum_steps"])
+    except slot_rule.SlotError as e:
+        raise flags.ValidationError(str(e)) from None
+    return True
+
+
 def _input_check(flag_name, field):
     def check(value):
         problem = InputOptions.check(field, value)
@@ -180,7 +191,7 @@ def _window_ok(text):
     if text is None:
         return True
     try:
-        start, end = objects.parse_window(text)
+        start, end = parse_window(text)
     except ValueError:
         return False
     return 0 <= start < end

@@ -16,8 +16,7 @@ import time
 import tensorflow as tf
 
 from input.modules import worker_slots
-from launch import train
-from launch.train_flags import objects
+from launch import build, train
 
 
 class Probed:
@@ -61,6 +60,6 @@ class Probed:
 
 
 if __name__ == "__main__":
-    real_input_module = objects.input_module
-    objects.input_module = lambda fv, **options: Probed(real_input_module(fv, **options))
+    real_open_input = build.open_input
+    build.open_input = lambda planned, **options: Probed(real_open_input(planned, **options))
     train.run()

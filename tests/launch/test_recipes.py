@@ -31,15 +31,14 @@ def test_every_recipe_parses_into_its_input(recipe):
     from absl import flags
 
     from input import augment
-    from launch import train_flags
-    from launch.train_flags import objects
+    from launch import plan, train_flags
     fv = flags.FlagValues()
     train_flags.define(fv, validate=False)
     fv(["train", f"--flagfile={os.path.join(RECIPES, recipe)}"])
-    options = objects.input_options(fv)
+    planned = plan.from_flags(fv).input
     if recipe.endswith("_ra.flags"):
-        assert options.randaugment == augment.RandAugment(7, 2, 0.5, increasing=True)
-        assert objects.batch_mixing(fv).cutmix_alpha == 1.0
+        assert planned.options.randaugment == augment.RandAugment(7, 2, 0.5, increasing=True)
+        assert planned.mixing.cutmix_alpha == 1.0
 
 
 def read_events(folder):
