@@ -50,7 +50,7 @@ class Model(Protocol):
 
 
 def assign(variables: Sequence[tf.Variable], values: Sequence) -> None:
-    for variable, value in zip(variables, values):
+    for variable, value in zip(variables, values, strict=True):
         variable.assign(value)
 
 

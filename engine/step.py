@@ -168,9 +168,9 @@ class TrainStep:
         """The 0-based step whose gradients were first not finite, or -1 (a device read)."""
         return int(observe.to_host([self.nonfinite_step])[0])
 
-    def read_metrics(self, backend):
+    def read_metrics(self):
         """The metric sums since the last read, over all workers, then reset (a device read)."""
-        return self.metrics.read_and_reset(backend)
+        return self.metrics.read_and_reset(self.backend)
 
     def learning_rate(self, updates):
         """The learning rate of the update after `updates` updates."""

@@ -14,7 +14,7 @@ import threading
 import time
 
 import engine
-from launch import build, hardware, plan
+from launch import build_run, hardware, plan
 from launch.errors import CommandError
 
 # The lock on model_dir moves with the chief: a new chief waits this long for the old one,
@@ -39,9 +39,9 @@ class ElasticTraining:
     def __init__(self, planned, *, backend, cleanup, log):
         from engine import elastic
         self.backend, self.log = backend, log
-        build.check_layout(planned)
+        build_run.check_layout(planned)
         self.bf16 = hardware.bf16_support(hpu=planned.machine.run_on_hpu)
-        self.data = build.open_input(planned, log=log)
+        self.data = build_run.open_input(planned, log=log)
         self.settlement = plan.local_settlement(planned, bf16=self.bf16,
                                                 is_chief=backend.is_chief, log=log)
         # Refused before anything is written (the lock creates model_dir).
@@ -49,7 +49,7 @@ class ElasticTraining:
         self._lock = None
         cleanup.callback(self._release_lock)
         self._hold_lock_if_chief()
-        self.parts = build.build_parts(self.plan, data=self.data, backend=backend,
+        self.parts = build_run.build_parts(self.plan, data=self.data, backend=backend,
                                        cleanup=cleanup)
         self.parts.step.build()  # the optimizer's slots exist before the state (horovod#2652)
         self.state = elastic.TrainingState(
@@ -106,19 +106,19 @@ class ElasticTraining:
             parts.watchdog.rank = backend.rank
         self._hold_lock_if_chief()
         if backend.is_chief:
-            build.write_run_files(self.plan, bf16=self.bf16)
+            build_run.write_run_files(self.plan, bf16=self.bf16)
         trainer = None
 
         def point(step):
             return dict(started=True, elapsed=trainer.state.elapsed_seconds())
-        trainer = build.build_trainer(
+        trainer = build_run.build_trainer(
             self.plan, parts, backend=backend, log=self.log,
             hooks=[elastic.CommitHook(commit=lambda step: state.commit(**point(step)),
                                       due=lambda step: stop_check(trainer.pace, step))],
             before_checkpoint=lambda step: state.save_point(**point(step)))
         self._entries += 1
         if self._entries == 1:
-            self.log(build.describe(self.plan, parts, backend=backend)
+            self.log(build_run.describe(self.plan, parts, backend=backend)
                      + "; elastic (Horovod elastic: commits at every stop check and checkpoint)")
         if self._entries > 1 or values["started"]:  # after a change of workers
             where = (f"going on from step {int(parts.step.optimizer.iterations.numpy())}, the "

@@ -1,14 +1,16 @@
 """A training run's plan: every decision of the run, in one frozen value, made from the flags once.
 
     planned = plan.from_flags(FLAGS)        # what the command asks: the one reader of the flags
-    data = build.open_input(planned, log=log)
-    planned = planned.settle(local_settlement(...) or agreed_settlement(...), data=data)
+    data = build_run.open_input(planned, log=log)
+    mine = plan.local_settlement(planned, bf16=..., is_chief=..., log=log)
+    planned = planned.settle(plan.agreed_settlement(mine, backend=backend),
+                             workers=backend.size, data=data)
 
 `from_flags` copies what the command asks into the plan; nothing after it reads the flags. The
 run then settles what the flags leave open - the seed, the dtype of --dtype=auto, the slots a
 resumed run recorded, the steps per epoch and classes of the data - each worker alone
-(`Settlement.local`) and, outside elastic training, rank 0's values on every worker in one
-exchange (`Settlement.agreed`). What depends on the worker count is `for_workers(n)`, which is
+(`local_settlement`) and, outside elastic training, rank 0's values on every worker in one
+exchange (`agreed_settlement`). What depends on the worker count is `for_workers(n)`, which is
 also all that elastic training's re-entry recomputes. flags.txt is written from the plan
 (`flagfile()`), so a rerun from it makes the same plan.
 """
@@ -181,7 +183,8 @@ class RunPlan:
                 raise CommandError(f"--batch_size {self.batch_size} is larger than the "
                                    f"{data.num_examples('train')} training examples")
         settled = dataclasses.replace(
-            self, dtype=settlement.dtype, num_classes=classes or data.num_classes,
+            self, dtype=settlement.dtype,
+            num_classes=classes if classes is not None else data.num_classes,
             loop=dataclasses.replace(self.loop, seed=settlement.seed, steps_per_epoch=steps))
         return settled.for_workers(workers, recorded=settlement.recorded_slots)
 
@@ -267,15 +270,9 @@ def from_flags(fv: flags.FlagValues) -> RunPlan:
                        all_ranks=fv.dump_all_ranks) if fv.dump_tensors else None,
         evaluate_checkpoint_path=fv.evaluate_checkpoint_path,
         elastic_allowed=fv.elastic != "off",
-        flag_lines=tuple(_flag_lines(fv)))
-
-
-def _flag_lines(fv):
-    """(name, --name=value) of every launch.train flag with a value, by concern."""
-    for concern in train_flags.CONCERNS:
-        for flag in fv.get_flags_for_module(concern.__name__):
-            if flag.value is not None:
-                yield flag.name, flag.serialize()
+        flag_lines=tuple((flag.name, flag.serialize()) for concern in train_flags.CONCERNS
+                         for flag in fv.get_flags_for_module(concern.__name__)
+                         if flag.value is not None))
 
 
 def local_settlement(plan: RunPlan, *, bf16: hardware.Bf16Support, is_chief: bool,

@@ -4,7 +4,7 @@ Accepts the vendor recipe's command line flag for flag (see launch/train_flags/ 
 --helpfull). Under horovodrun/mpirun the same command trains data-parallel; rank 0 logs and
 writes files. Bad flags, data or checkpoints end with one line naming the culprit, exit code 1.
 
-The flags become the run's plan once (launch/plan.py), the plan a run (launch/build.py): here
+The flags become the run's plan once (launch/plan.py), the plan a run (launch/build_run.py): here
 for the plain start, in launch/elastic.py under Horovod's elastic launcher.
 """
 import launch.quiet_start  # noqa: F401 - first: TensorFlow starts without its noise
@@ -19,7 +19,7 @@ from absl import app, flags, logging
 
 import engine
 from engine import distributed, run_format
-from launch import build, devices, elastic, hardware, plan, train_flags
+from launch import build_run, devices, elastic, hardware, plan, train_flags
 from launch.errors import ONE_LINE_ERRORS, report
 
 FLAGS = flags.FLAGS
@@ -37,7 +37,7 @@ def main(argv):
             backend = start_backend(planned)
             log = chief_log(backend)
             if planned.evaluate_checkpoint_path:
-                trainer, data = build_run(planned, backend=backend, cleanup=cleanup, log=log)
+                trainer, data = plain_run(planned, backend=backend, cleanup=cleanup, log=log)
                 with inputs_explained(data, splits=["validation"]):
                     trainer.evaluate_checkpoint(planned.evaluate_checkpoint_path)
                 return 0
@@ -88,27 +88,27 @@ def train(planned, *, backend, cleanup, log):
         job = elastic.ElasticTraining(planned, backend=backend, cleanup=cleanup, log=log)
         run, data = job.run, job.data
     else:
-        trainer, data = build_run(planned, backend=backend, cleanup=cleanup, log=log)
+        trainer, data = plain_run(planned, backend=backend, cleanup=cleanup, log=log)
         run = trainer.train
     with inputs_explained(data, splits=["train", "validation"]):
         return run()
 
 
-def build_run(planned, *, backend, cleanup, log):
+def plain_run(planned, *, backend, cleanup, log):
     """(Trainer, input module) of the plan, settled by rank 0's values on every worker; what
     must be released goes on `cleanup`."""
-    build.check_layout(planned)
+    build_run.check_layout(planned)
     bf16 = hardware.bf16_support(hpu=planned.machine.run_on_hpu)
-    data = build.open_input(planned, log=log)
+    data = build_run.open_input(planned, log=log)
     mine = plan.local_settlement(planned, bf16=bf16, is_chief=backend.is_chief, log=log)
     planned = planned.settle(plan.agreed_settlement(mine, backend=backend),
                              workers=backend.size, data=data)
     if backend.is_chief:  # after every refusal: the lock creates model_dir
         cleanup.callback(engine.ModelDirLock(planned.model_dir).release)
-        build.write_run_files(planned, bf16=bf16)
-    parts = build.build_parts(planned, data=data, backend=backend, cleanup=cleanup)
-    trainer = build.build_trainer(planned, parts, backend=backend, log=log)
-    log(build.describe(planned, parts, backend=backend))
+        build_run.write_run_files(planned, bf16=bf16)
+    parts = build_run.build_parts(planned, data=data, backend=backend, cleanup=cleanup)
+    trainer = build_run.build_trainer(planned, parts, backend=backend, log=log)
+    log(build_run.describe(planned, parts, backend=backend))
     return trainer, data
 
 

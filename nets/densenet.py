@@ -217,10 +217,10 @@ class DenseNet(tf.Module):
         if moving is None:
             moving = [v.read_value() for v in self.moving_statistics()]
         decay = 1.0 - self.statistics_momentum
-        return tuple(m - (m - b) * decay for m, b in zip(moving, batch_statistics))
+        return tuple(m - (m - b) * decay for m, b in zip(moving, batch_statistics, strict=True))
 
     def assign_moving_statistics(self, values):
-        for variable, value in zip(self.moving_statistics(), values):
+        for variable, value in zip(self.moving_statistics(), values, strict=True):
             variable.assign(value)
 
     def forward_features(self, images, *, training, dropout=True, dropout_key=None):

@@ -29,7 +29,7 @@ class TrainLog(Hook):
         epoch_end = -(-step // self.steps_per_epoch) * self.steps_per_epoch
         record = run_format.train_record(
             step=step, epoch=step / self.steps_per_epoch,
-            metrics=self.train_step.read_metrics(self.backend),
+            metrics=self.train_step.read_metrics(),
             lr=self.train_step.learning_rate(step - 1), rates=self.meter.interval(),
             host_memory_mb=observe.peak_host_memory_mb(),
             device_memory_mb=observe.peak_device_memory_mb())

@@ -154,10 +154,10 @@ def _register_validators(fv):
 
 
 def _slots_deal(values):
-    """A fresh run's slots on the launcher's worker count (engine/slots.py's rule); a resumed
-    run's recorded slots are checked again at its start."""
-    if values["micro_batch_size"] and values["batch_size"] % values["micro_batch_size"]:
-        return True  # the multiple check below names it
+    """A run's slots from --grad_accum_steps on the launcher's worker count (engine/slots.py's
+    rule); the start deals them again with what the checkpoints recorded."""
+    if values["micro_batch_size"]:
+        return True  # its slots may be a resumed run's: the start checks them (one line)
     try:
         slot_rule.deal(batch_size=values["batch_size"],
                        workers=distributed.launcher_world_size(),

@@ -16,7 +16,7 @@ import time
 import tensorflow as tf
 
 from input.modules import worker_slots
-from launch import build, train
+from launch import build_run, train
 
 
 class Probed:
@@ -60,6 +60,6 @@ class Probed:
 
 
 if __name__ == "__main__":
-    real_open_input = build.open_input
-    build.open_input = lambda planned, **options: Probed(real_open_input(planned, **options))
+    real_open_input = build_run.open_input
+    build_run.open_input = lambda planned, **options: Probed(real_open_input(planned, **options))
     train.run()

@@ -1,5 +1,5 @@
 """A short run writes the files that the engine wrote before its flags-to-run seam was rebuilt
-(RunPlan, launch/plan.py and launch/build.py): flags.txt line for line, metrics.jsonl record for
+(RunPlan, launch/plan.py and launch/build_run.py): flags.txt line for line, metrics.jsonl record for
 record, the same checkpoints with the same variables, the same best.json and machine.json keys.
 
 The reference (run_files_reference.json) was recorded by the code before that change, with
