@@ -3,7 +3,7 @@ controller with hooks).
 Takes plain Python objects; never reads flags."""
 from engine import best, cadence, distributed, losses, optimizers, schedules
 from engine.checkpoints import ModelDirLock, recorded_slots, restore_net
-from engine.controller import Controller, Hook
+from engine.controller import Controller, Hook, SingleStep
 from engine.errors import CheckpointError, EngineError, HeadMismatch, ModelDirLocked, NonFiniteLoss
 from engine.hooks import StopRequested
 from engine.model import Model
@@ -14,4 +14,4 @@ from engine.trainer import TrainConfig, Trainer
 __all__ = ["best", "cadence", "distributed", "losses", "optimizers", "schedules", "ModelDirLock",
            "recorded_slots", "restore_net", "CheckpointError", "EngineError", "HeadMismatch",
            "ModelDirLocked", "NonFiniteLoss", "StopRequested", "TargetReached", "Trainer",
-           "TrainConfig", "EvalStep", "TrainStep", "Controller", "Hook", "Model"]
+           "TrainConfig", "EvalStep", "TrainStep", "Controller", "Hook", "SingleStep", "Model"]

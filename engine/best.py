@@ -11,6 +11,7 @@ import os
 import tensorflow as tf
 
 from engine import run_format
+from engine.controller import Hook
 from engine.errors import CheckpointError
 
 # --keep_best's metrics: (the key of Evaluator.evaluate's result, whether larger is better).
@@ -44,7 +45,7 @@ def uses_weight_average(metric):
     return metric.endswith("_ema")
 
 
-class BestCheckpoint:
+class BestCheckpoint(Hook):
     """Keeps, in <model_dir>/best/, the checkpoint (of `checkpoint`, a tf.train.Checkpoint of
     the run's state) whose evaluation scored best on `metric` (a key of METRICS). Rank 0
     writes; every rank keeps the same best value, from the same summed metrics."""

@@ -80,20 +80,25 @@ class TrainingState(State):
 
 
 class CommitHook(Hook):
-    """Commits (`commit(step)`) at the boundaries where `due(step)` says so, after the hooks due
-    there (it goes last). launch/elastic.py makes them the loop's stop checks once the Pace has
-    timed the step (engine/hooks/pace.py): about every 0.75 x --stop_within seconds, so that a
-    failure loses at most that much, and never while the Pace times single steps (a commit
-    there would count as step time)."""
+    """Commits (`commit(step)`) at the loop's stop checks once the step is timed (`stop_checks`:
+    engine/hooks/pace.py's StopChecks): about every 0.75 x --stop_within seconds, so that a
+    failure loses at most that much, and never while the step is being timed (a commit there
+    would count as step time); after the hooks due there (it goes last). Before every
+    checkpoint it keeps a save point (`save_point(step)`), so that a checkpoint holds a
+    committed state."""
 
     rides_along = True
 
-    def __init__(self, *, commit: Callable[[int], None], due: Callable[[int], bool]):
-        self.commit, self.commit_due = commit, due
+    def __init__(self, *, stop_checks, commit: Callable[[int], None],
+                 save_point: Callable[[int], None]):
+        self.stop_checks, self.commit, self.save_point = stop_checks, commit, save_point
 
     def at_boundary(self, step):
-        if self.commit_due(step):
+        if self.stop_checks.is_check(step):
             self.commit(step)
+
+    def before_checkpoint(self, step):
+        self.save_point(step)
 
 
 def run(train, state: TrainingState, *, backend,

@@ -77,7 +77,7 @@ class Evaluator:
         self.watch("recomputing batch-norm statistics", step, long=True)
         # The training slots' own streams, a micro-batch at a time: the same batches whatever
         # the worker count.
-        micro_batches = self.train_step.grad_accum_steps
+        micro_batches = self.train_step.micro_batches
         data = self.data.train_dataset(
             self.local_batch, shard_index=self.backend.rank, num_shards=self.backend.size,
             seed=precise_bn.stream_seed(self.seed, epoch), micro_batches=micro_batches)

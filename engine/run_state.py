@@ -25,7 +25,7 @@ class RunState:
         self.workers = tf.Variable(backend.size, dtype=tf.int64, trainable=False, name="workers")
         # The run's micro-batch slots (workers x micro-batches): its training math, which a
         # resume on any worker count that divides it continues exactly.
-        self.slot_count = backend.size * train_step.grad_accum_steps
+        self.slot_count = backend.size * train_step.micro_batches
         self.slots = tf.Variable(self.slot_count, dtype=tf.int64, trainable=False, name="slots")
         self._segment_start, self._elapsed_before = time.perf_counter(), 0.0
         ema = train_step.ema

@@ -33,14 +33,14 @@ def deal(*, batch_size: int, workers: int, micro_batch_size: Optional[int] = Non
                                         redeal_hint=not given))
         slots = workers * micro_batches
         if batch_size % slots:
-            raise SlotError(f"--batch_size must be divisible by workers x --grad_accum_steps: "
+            raise SlotError(f"--batch_size must be divisible by workers x --micro_batches: "
                             f"{batch_size} is not, on {workers} worker{'s' * (workers > 1)} x "
                             f"{micro_batches}")
     if given and micro_batches_given and micro_batches != slots // workers:
         raise SlotError(
-            f"--grad_accum_steps={micro_batches} contradicts --micro_batch_size="
+            f"--micro_batches={micro_batches} contradicts --micro_batch_size="
             f"{micro_batch_size}: {slots} slots on {workers} workers are {slots // workers} "
-            f"micro-batches each; drop --grad_accum_steps")
+            f"micro-batches each; drop --micro_batches")
     return slots
 
 

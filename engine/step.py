@@ -76,7 +76,7 @@ class TrainStep:
     Neither returns anything: metric sums accumulate in `self.metrics`, and the first step whose
     gradients were not finite is kept in `self.nonfinite_step` (-1 while there is none).
 
-    The global batch is W x N micro-batch slots (W workers, N = grad_accum_steps); this
+    The global batch is W x N micro-batch slots (W workers, N = micro_batches); this
     worker's batch is its slots' micro-batches in order (input.modules.worker_slots: slots r,
     r + W, ...). Their float32 gradients are summed locally and all-reduced once; batch norm
     normalizes each micro-batch with its own statistics, and its moving averages move once per
@@ -87,16 +87,16 @@ class TrainStep:
 
     def __init__(self, *, net, optimizer, backend, lr_fn: Callable, weight_decay: float = 0.0,
                  weight_decay_mode: str = "all", label_smoothing: float = 0.0,
-                 grad_accum_steps: int = 1, ema=None, jit_compile: bool = False, seed: int = 0,
+                 micro_batches: int = 1, ema=None, jit_compile: bool = False, seed: int = 0,
                  clip_grad_norm: float = None):
-        if grad_accum_steps < 1:
-            raise ValueError(f"grad_accum_steps must be at least 1, not {grad_accum_steps}")
+        if micro_batches < 1:
+            raise ValueError(f"micro_batches must be at least 1, not {micro_batches}")
         self.net, self.optimizer, self.backend, self.lr_fn = net, optimizer, backend, lr_fn
         self.variables = net.trainable_variables_in_order()
         self.penalized = ([] if weight_decay_mode == "decoupled"
                           else losses.regularized_variables(net, weight_decay_mode))
         self.weight_decay, self.label_smoothing = weight_decay, label_smoothing
-        self.grad_accum_steps, self.ema, self.seed = grad_accum_steps, ema, seed
+        self.micro_batches, self.ema, self.seed = micro_batches, ema, seed
         self.clip_grad_norm = clip_grad_norm
         self.metrics = Metrics("train_metrics", grad_norms=True)
         self.nonfinite_step = tf.Variable(-1, dtype=tf.int64, trainable=False,
@@ -108,13 +108,13 @@ class TrainStep:
         self._one = tf.function(self._step, jit_compile=self._jit_compile)
         self.loop = tf.function(self._loop)
 
-    def resize(self, *, grad_accum_steps, seed):
+    def resize(self, *, micro_batches, seed):
         """After the workers changed (elastic training): this worker's micro-batches per step
         and the run's seed, and new step functions, which trace with the backend's new rank and
         size (the slot keys bake them in)."""
-        if grad_accum_steps < 1:
-            raise ValueError(f"grad_accum_steps must be at least 1, not {grad_accum_steps}")
-        self.grad_accum_steps, self.seed = grad_accum_steps, seed
+        if micro_batches < 1:
+            raise ValueError(f"micro_batches must be at least 1, not {micro_batches}")
+        self.micro_batches, self.seed = micro_batches, seed
         self._trace_anew()
 
     def __call__(self, images, labels):
@@ -217,7 +217,7 @@ class TrainStep:
         """The summed gradients of N micro-batches, the moving statistics they lead to (one
         update towards their mean statistics, not assigned), and the metric sums; one
         micro-batch in memory at a time."""
-        n = self.grad_accum_steps
+        n = self.micro_batches
         if images.shape[0] % n:
             raise ValueError(f"a batch of {images.shape[0]} does not split into {n} "
                              f"micro-batches")
@@ -237,7 +237,7 @@ class TrainStep:
         return grads, self.net.moved_statistics(tuple(statistics)), sums
 
     def _step(self, images, labels):
-        accumulate = self._accumulated if self.grad_accum_steps > 1 else self._one_batch
+        accumulate = self._accumulated if self.micro_batches > 1 else self._one_batch
         grads, moved, sums = accumulate(images, labels)
         with tf.name_scope(ALLREDUCE):
             grads = self.backend.average_gradients(grads)

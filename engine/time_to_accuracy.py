@@ -2,13 +2,14 @@
 reaches a target, and metrics.jsonl records when: the step, the epoch, the training seconds of
 every segment of the run (engine/run_state.py sums them across resumes) and the images seen."""
 from engine import run_format
+from engine.controller import Hook
 
 
 class TargetReached(Exception):
     """The run reached its target accuracy; args[0] is the time_to_accuracy record."""
 
 
-class StopAtTarget:
+class StopAtTarget(Hook):
     """After each evaluation (`evaluated`): when validation top-1 >= `target`, writes the
     record and raises TargetReached. Every worker sees the same summed top-1, so all stop at
     the same step; the step's checkpoint was written before its evaluation."""

@@ -56,100 +56,106 @@ class Trainer:
 
     `train()` runs to `config.epochs` (resuming from model_dir's latest checkpoint) and returns
     a summary; `evaluate()` runs one exact validation pass; `evaluate_checkpoint(path)`
-    evaluates a checkpoint. `train_step` owns the net, optimizer and weight average; `hooks`
-    are more Hooks, run after the built-in ones."""
+    evaluates a checkpoint; `resize()` follows a change of workers (elastic training).
+    `train_step` owns the net, optimizer and weight average; `log` prints the chief's lines and
+    `out` is the terminal of its progress line."""
 
     def __init__(self, *, train_step: TrainStep, data, backend, config: TrainConfig,
-                 watchdog=None, tensor_dumps=None, hooks: Sequence[Hook] = (), log=print,
-                 before_checkpoint=None):
+                 watchdog=None, tensor_dumps=None, log=print, out=None):
         self.train_step, self.data, self.backend, self.config = (train_step, data, backend,
                                                                  config)
-        # Called with the step before each checkpoint is written (elastic training commits
-        # there, so that a checkpoint holds a committed state).
-        self.before_checkpoint = before_checkpoint
         self.watch = (watchdog or _NoWatchdog()).expect
-        # The training segment's Pace (engine/hooks/pace.py) once train() runs: its stop checks
-        # are the boundaries where elastic training commits.
-        self.pace = None
-        self.tensor_dumps, self.extra_hooks = tensor_dumps, list(hooks)
-        self.console = observe.Console(print_fn=log, enabled=backend.is_chief)
+        self.tensor_dumps = tensor_dumps
+        self.console = observe.Console(print_fn=log, out=out)
+        # The pace of each segment (engine/hooks/pace.py): its stop checks are the boundaries
+        # where elastic training commits.
+        self.step_timer = hooks.StepTimer(agree=self._agreed_seconds)
+        self.stop_checks = hooks.StopChecks(timer=self.step_timer, stop_within=config.stop_within,
+                                            steps_per_call=config.steps_per_loop,
+                                            log=self.console.log)
+        self._controller = None  # the running segment's
+        self._follow_workers()
+
+    def _follow_workers(self):
+        """What depends on the workers (their count, this worker's rank and whether it is the
+        chief): built at the start and again by resize()."""
+        cfg, backend = self.config, self.backend
+        self.console.enabled = backend.is_chief
         self.log = self.console.log
-        self.local_batch = config.batch_size // backend.size
-        self.recorder = run_format.Recorder(config.model_dir, backend.is_chief)
-        self.state = RunState(train_step=train_step, backend=backend, model_dir=config.model_dir,
-                              keep_checkpoints=config.keep_checkpoints,
-                              steps_per_epoch=config.steps_per_epoch, log=self.log,
+        self.local_batch = cfg.batch_size // backend.size
+        self.recorder = run_format.Recorder(cfg.model_dir, backend.is_chief)
+        self.state = RunState(train_step=self.train_step, backend=backend,
+                              model_dir=cfg.model_dir, keep_checkpoints=cfg.keep_checkpoints,
+                              steps_per_epoch=cfg.steps_per_epoch, log=self.log,
                               watch=self.watch)
         self.evaluator = Evaluator(
-            train_step=train_step, data=data, backend=backend, local_batch=self.local_batch,
-            seed=config.seed, validation_steps=config.validation_steps,
-            precise_bn_batches=config.precise_bn_batches, recorder=self.recorder,
-            log=self.log, elapsed=self.state.elapsed_seconds, watch=self.watch,
-            validation_freq=config.validation_freq, epochs=config.epochs)
-        # What follows an evaluation, in order: the best checkpoint first (a run that stops at
-        # its target keeps that evaluation's checkpoint as the best too).
-        self.after_evaluation = []
-        if config.keep_best:
-            self.after_evaluation.append(BestCheckpoint(
-                config.model_dir, metric=config.keep_best,
-                checkpoint=self.state.checkpoints.checkpoint, recorder=self.recorder,
-                log=self.log))
-        if config.target_accuracy:
-            self.after_evaluation.append(StopAtTarget(
-                target=config.target_accuracy, recorder=self.recorder,
-                global_batch=config.batch_size, elapsed=self.state.elapsed_seconds,
-                any_worker=backend.any))
+            train_step=self.train_step, data=self.data, backend=backend,
+            local_batch=self.local_batch, seed=cfg.seed, validation_steps=cfg.validation_steps,
+            precise_bn_batches=cfg.precise_bn_batches, recorder=self.recorder, log=self.log,
+            elapsed=self.state.elapsed_seconds, watch=self.watch,
+            validation_freq=cfg.validation_freq, epochs=cfg.epochs)
+
+    def resize(self, *, micro_batches: int, seed: int, tensor_dumps=None):
+        """The workers changed (elastic training; the backend already has its new rank and
+        size): each now runs `micro_batches` of the run's slots per step, with the run's `seed`
+        (rank 0's), and what depends on the workers is derived again. The net, optimizer and
+        weight average (the state in memory) are kept."""
+        self.train_step.resize(micro_batches=micro_batches, seed=seed)
+        self.tensor_dumps = tensor_dumps
+        self._follow_workers()
 
     def save(self, step):
-        if self.before_checkpoint is not None:
-            self.before_checkpoint(step)
+        """Writes the checkpoint of `step`, after telling the hooks (Hook.before_checkpoint:
+        elastic training commits there, so that a checkpoint holds a committed state)."""
+        if self._controller is not None:
+            self._controller.checkpointing(step)
         return self.state.save(step, self.recorder)
 
-    def train(self, *, in_memory_elapsed: Optional[float] = None):
+    def train(self, *, in_memory_elapsed: Optional[float] = None, hooks: Sequence[Hook] = ()):
         """Trains to the last epoch from model_dir's latest checkpoint, or (elastic training,
-        `in_memory_elapsed` the seconds trained so far) from the state already in memory."""
+        `in_memory_elapsed` the seconds trained so far) from the state already in memory.
+        `hooks`: more Hooks for this segment, run after the built-in ones."""
         cfg = self.config
-        if in_memory_elapsed is None:
-            step, _, writers, slots = self.state.start(
-                allow_fresh_start=cfg.allow_fresh_start,
-                resume_from=cfg.resume_from_checkpoint_path,
-                resume_from_epoch=cfg.resume_from_epoch, allow_redeal=cfg.allow_redeal)
-            if writers is not None and writers != self.backend.size:
-                self.log(self._worker_change_note(writers,
-                                                  redealt=slots != self.state.slot_count))
-        else:
-            step = self.state.go_on(elapsed=in_memory_elapsed)
+        step = self._start() if in_memory_elapsed is None else \
+            self.state.go_on(elapsed=in_memory_elapsed)
         self.recorder.truncate_after(step)
-        for follower in self.after_evaluation:
-            follower.begin(step)
-        missing = self.evaluator.evaluate_if_missing(step, cfg.steps_per_epoch)
-        if missing is not None:
-            for follower in self.after_evaluation:
-                follower.evaluated(step, step // cfg.steps_per_epoch, missing)
         iterator = iter(self.data.train_dataset(
             self.local_batch, shard_index=self.backend.rank, num_shards=self.backend.size,
             seed=cfg.seed, start_example=step * self.local_batch,
-            micro_batches=self.train_step.grad_accum_steps))
+            micro_batches=self.train_step.micro_batches))
         meter = observe.Throughput(cfg.batch_size)
-        pace = self.pace = hooks.Pace(agree=self._agreed_seconds, stop_within=cfg.stop_within,
-                                      steps_per_call=cfg.steps_per_loop, log=self.log)
         runner = StepRunner(train_step=self.train_step, iterator=iterator, meter=meter,
-                            watch=self.watch, step_seconds=lambda: pace.step_seconds,
+                            watch=self.watch, step_seconds=lambda: self.step_timer.seconds,
                             loops=cfg.steps_per_loop != 1)
-        loop_hooks, epoch_end = self._hooks(runner, meter, pace)
-        controller = Controller(
-            run_steps=runner, hooks=loop_hooks + self.extra_hooks,
-            total_steps=cfg.epochs * cfg.steps_per_epoch, steps_per_call=pace.steps_per_call,
+        loop_hooks, epoch_end = self._hooks(meter)
+        self._controller = Controller(
+            run_steps=runner, hooks=loop_hooks + list(hooks),
+            total_steps=cfg.epochs * cfg.steps_per_epoch,
+            steps_per_call=self.stop_checks.steps_per_call,
             first_nonfinite_step=self.train_step.first_nonfinite_step, watch=self.watch)
-        step = controller.train(step)
+        try:
+            step = self._controller.train(step)
+        finally:
+            self._controller = None
         summary = {"steps": step, "images_per_sec": meter.overall()}
         if epoch_end.last_evaluation:
             summary.update({f"validation_{k}": v for k, v in epoch_end.last_evaluation.items()})
         return summary
 
-    def _hooks(self, runner, meter, pace):
-        """The built-in hooks, in the order they run at a boundary (`pace` first); and the
-        EpochEnd among them."""
+    def _start(self):
+        """A segment's start from model_dir's latest checkpoint (or the one to resume from),
+        saying what a change of workers since it changes; its step."""
+        cfg = self.config
+        step, _, writers, slots = self.state.start(
+            allow_fresh_start=cfg.allow_fresh_start, resume_from=cfg.resume_from_checkpoint_path,
+            resume_from_epoch=cfg.resume_from_epoch, allow_redeal=cfg.allow_redeal)
+        if writers is not None and writers != self.backend.size:
+            self.log(self._worker_change_note(writers, redealt=slots != self.state.slot_count))
+        return step
+
+    def _hooks(self, meter):
+        """The built-in hooks, in the order they run (the pace first; what acts on evaluations
+        before EpochEnd, which may evaluate as it begins); and the EpochEnd among them."""
         cfg, chief = self.config, self.backend.is_chief
         train_log = hooks.TrainLog(
             train_step=self.train_step, backend=self.backend, recorder=self.recorder,
@@ -158,14 +164,24 @@ class Trainer:
             quiet=cfg.progress)
         epoch_end = hooks.EpochEnd(steps_per_epoch=cfg.steps_per_epoch, epoch=self.state.epoch,
                                    evaluator=self.evaluator, save=self.save,
-                                   after_evaluation=self.after_evaluation)
-        out = [pace, train_log,
+                                   announce=self._announce_evaluation)
+        out = [self.step_timer, self.stop_checks, train_log,
                hooks.PeriodicCheckpoint(every=cfg.checkpoint_steps,
                                         steps_per_epoch=cfg.steps_per_epoch, save=self.save),
-               hooks.StopOnSignal(any_worker=self.backend.any, save=self.save),
-               epoch_end]
-        window = dict(runner=runner, recorder=self.recorder, batch_size=cfg.batch_size,
-                      log=self.log)
+               hooks.StopOnSignal(any_worker=self.backend.any, save=self.save)]
+        # The best checkpoint first: a run that stops at its target keeps that evaluation's
+        # checkpoint as the best too.
+        if cfg.keep_best:
+            out.append(BestCheckpoint(cfg.model_dir, metric=cfg.keep_best,
+                                      checkpoint=self.state.checkpoints.checkpoint,
+                                      recorder=self.recorder, log=self.log))
+        if cfg.target_accuracy:
+            out.append(StopAtTarget(target=cfg.target_accuracy, recorder=self.recorder,
+                                    global_batch=cfg.batch_size,
+                                    elapsed=self.state.elapsed_seconds,
+                                    any_worker=self.backend.any))
+        out.append(epoch_end)
+        window = dict(recorder=self.recorder, batch_size=cfg.batch_size, log=self.log)
         if cfg.profile_steps:
             out.append(hooks.ProfileWindow(model_dir=cfg.model_dir, capture=chief,
                                            window=cfg.profile_steps, **window))
@@ -178,6 +194,9 @@ class Trainer:
                                           console=self.console))
         return out, epoch_end
 
+    def _announce_evaluation(self, step, epoch, metrics):
+        self._controller.evaluated(step, epoch, metrics)
+
     def _agreed_seconds(self, seconds):
         """The workers' average of a time each measured, the same on every worker."""
         return float(observe.to_host(self.backend.average([tf.constant(seconds)]))[0])
@@ -186,7 +205,7 @@ class Trainer:
         """What resuming on another worker count changes (one line)."""
         now = self.backend.size
         if not redealt:
-            n = self.train_step.grad_accum_steps
+            n = self.train_step.micro_batches
             return (f"resuming on {now} worker{'s' * (now > 1)} a run that {before} worker"
                     f"{'s' * (before > 1)} checkpointed: its {self.state.slot_count} "
                     f"micro-batch slots now run {n} per worker; the run goes on exactly as it "

@@ -119,7 +119,7 @@ def build_train_step(plan: RunPlan, *, net, backend) -> engine.TrainStep:
     return engine.TrainStep(
         net=net, optimizer=build_optimizer(plan, net), backend=backend, lr_fn=lr_fn,
         weight_decay=loss_weight_decay, weight_decay_mode=spec.weight_decay_mode,
-        label_smoothing=spec.label_smoothing, grad_accum_steps=plan.micro_batches,
+        label_smoothing=spec.label_smoothing, micro_batches=plan.micro_batches,
         ema=ema.WeightEma(net, spec.ema_decay) if spec.ema_decay else None,
         jit_compile=spec.jit_compile, seed=plan.seed, clip_grad_norm=spec.clip_grad_norm)
 
@@ -136,13 +136,12 @@ def build_optimizer(plan: RunPlan, net):
     return optimizers.build(spec.optimizer, decoupled_weight_decay=decoupled, **options)
 
 
-def build_trainer(plan: RunPlan, parts: Parts, *, backend, log, hooks=(),
-                  before_checkpoint=None) -> engine.Trainer:
-    """The Trainer around the parts, for the workers there now."""
+def build_trainer(plan: RunPlan, parts: Parts, *, backend, log) -> engine.Trainer:
+    """The Trainer around the parts, for the workers there now (Trainer.resize follows a
+    change of them)."""
     return engine.Trainer(train_step=parts.step, data=parts.data, backend=backend,
                           config=plan.loop, watchdog=parts.watchdog,
-                          tensor_dumps=tensor_dumps(plan, backend.rank), log=log, hooks=hooks,
-                          before_checkpoint=before_checkpoint)
+                          tensor_dumps=tensor_dumps(plan, backend.rank), log=log)
 
 
 def tensor_dumps(plan: RunPlan, rank: int):

@@ -52,6 +52,8 @@ class ElasticTraining:
         self.parts = build_run.build_parts(self.plan, data=self.data, backend=backend,
                                        cleanup=cleanup)
         self.parts.step.build()  # the optimizer's slots exist before the state (horovod#2652)
+        # Built once: each entry after a change of workers resizes it (Trainer.resize).
+        self.trainer = build_run.build_trainer(self.plan, self.parts, backend=backend, log=log)
         self.state = elastic.TrainingState(
             train_step=self.parts.step, backend=backend,
             values={"seed": self.plan.seed, "dtype": self.plan.dtype,
@@ -101,21 +103,13 @@ class ElasticTraining:
         self.plan = self.plan.settle(
             plan.Settlement(seed=values["seed"], dtype=values["dtype"],
                             recorded_slots=values["slots"]), workers=backend.size)
-        parts.step.resize(grad_accum_steps=self.plan.micro_batches, seed=self.plan.seed)
+        self.trainer.resize(micro_batches=self.plan.micro_batches, seed=self.plan.seed,
+                            tensor_dumps=build_run.tensor_dumps(self.plan, backend.rank))
         if parts.watchdog:
             parts.watchdog.rank = backend.rank
         self._hold_lock_if_chief()
         if backend.is_chief:
             build_run.write_run_files(self.plan, bf16=self.bf16)
-        trainer = None
-
-        def point(step):
-            return dict(started=True, elapsed=trainer.state.elapsed_seconds())
-        trainer = build_run.build_trainer(
-            self.plan, parts, backend=backend, log=self.log,
-            hooks=[elastic.CommitHook(commit=lambda step: state.commit(**point(step)),
-                                      due=lambda step: stop_check(trainer.pace, step))],
-            before_checkpoint=lambda step: state.save_point(**point(step)))
         self._entries += 1
         if self._entries == 1:
             self.log(build_run.describe(self.plan, parts, backend=backend)
@@ -127,9 +121,17 @@ class ElasticTraining:
             self.log(f"elastic: {self._reason or 'the workers changed'}; {backend.size} "
                      f"worker{'s' * (backend.size > 1)} now: the run's {self.plan.slots} "
                      f"micro-batch slots run {self.plan.micro_batches} per worker; {where}")
+        commits = elastic.CommitHook(
+            stop_checks=self.trainer.stop_checks,
+            commit=lambda step: state.commit(**self._progress()),
+            save_point=lambda step: state.save_point(**self._progress()))
         if not values["started"]:
-            return trainer.train()
-        return trainer.train(in_memory_elapsed=values["elapsed"])
+            return self.trainer.train(hooks=[commits])
+        return self.trainer.train(in_memory_elapsed=values["elapsed"], hooks=[commits])
+
+    def _progress(self):
+        """The host values of a commit: training started, and the seconds trained so far."""
+        return dict(started=True, elapsed=self.trainer.state.elapsed_seconds())
 
     def _hold_lock_if_chief(self):
         """The chief holds model_dir's lock; a worker that no longer is lets go of it."""
@@ -149,11 +151,6 @@ class ElasticTraining:
         if self._lock is not None:
             self._lock.release()
             self._lock = None
-
-
-def stop_check(pace, step):
-    """Whether `step` is one of the Pace's stop checks, once it has timed the step."""
-    return pace is not None and pace.calibrated and pace.due(step)
 
 
 class _SigtermLine:

@@ -29,10 +29,6 @@ from launch import hardware, train_flags
 from launch.errors import CommandError
 
 COMPUTE_DTYPES = {"fp32": "float32", "bf16": "bfloat16"}  # --dtype -> nets' compute_dtype
-# The flags that the run settles: flags.txt holds the settled value (None: left out, so that a
-# rerun derives it again - the micro-batches per worker follow the worker count).
-SETTLED_FLAGS = ("seed", "num_classes", "steps_per_epoch", "dtype", "micro_batch_size",
-                 "grad_accum_steps")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,7 +111,7 @@ class RunPlan:
     dtype_asked: str              # --dtype as given: auto, fp32 or bf16
     dtype: str                    # the compute dtype: --dtype, auto resolved once settled
     micro_batch_size_asked: Optional[int]
-    micro_batches_asked: int      # --grad_accum_steps: micro-batches per worker and step
+    micro_batches_asked: int      # --micro_batches: micro-batches per worker and step
     micro_batches_given: bool     # whether the command gave it
     num_classes: Optional[int]    # once settled: the flag's, else the data's
     slots: Optional[int]          # S, fixed for the run once settled
@@ -194,7 +190,8 @@ class RunPlan:
         on any worker count that divides the slots derives them)."""
         settled = {"seed": self.seed, "num_classes": self.num_classes,
                    "steps_per_epoch": self.steps_per_epoch, "dtype": self.dtype,
-                   "micro_batch_size": self.micro_batch_size, "grad_accum_steps": None}
+                   "micro_batch_size": self.micro_batch_size, "micro_batches": None,
+                   "grad_accum_steps": None}
         lines = [line for name, line in self.flag_lines if name not in settled]
         lines += [f"--{name}={value}" for name, value in settled.items() if value is not None]
         return "\n".join(sorted(lines)) + "\n"
@@ -221,8 +218,8 @@ def from_flags(fv: flags.FlagValues) -> RunPlan:
     per_loop = train_flags.steps_per_loop(fv.steps_per_loop)
     return RunPlan(
         dtype_asked=fv.dtype, dtype=fv.dtype, micro_batch_size_asked=fv.micro_batch_size,
-        micro_batches_asked=fv.grad_accum_steps,
-        micro_batches_given=fv["grad_accum_steps"].present, num_classes=fv.num_classes,
+        micro_batches_asked=fv.micro_batches,
+        micro_batches_given=fv["micro_batches"].present, num_classes=fv.num_classes,
         slots=None, workers=None,
         loop=engine.TrainConfig(
             model_dir=fv.model_dir, batch_size=fv.batch_size, epochs=fv.epochs,

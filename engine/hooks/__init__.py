@@ -4,16 +4,17 @@
     ProgressLine      a live step / loss / img/s / ETA line on a terminal
     PeriodicCheckpoint  a checkpoint every checkpoint_steps
     StopOnSignal      SIGTERM/SIGINT: checkpoint the step reached and stop (all workers agree)
-    Pace              the step time measured at the start: steps per call, stop-check cadence
+    StepTimer         the step time, measured at each segment's start
+    StopChecks        the cadence it sets: stop checks, steps per call
     EpochEnd          BN statistics averaged across workers, precise BN, checkpoint, evaluation
     ProfileWindow     a TF profiler capture of --profile_steps
     DumpWindow        TF debugger tensor dumps of --dump_steps
 """
 from engine.hooks.checkpointing import PeriodicCheckpoint, StopOnSignal, StopRequested
 from engine.hooks.epoch_end import EpochEnd
-from engine.hooks.pace import Pace
+from engine.hooks.pace import StepTimer, StopChecks
 from engine.hooks.train_log import ProgressLine, TrainLog
 from engine.hooks.windows import DumpWindow, ProfileWindow
 
 __all__ = ["TrainLog", "ProgressLine", "PeriodicCheckpoint", "StopOnSignal", "StopRequested",
-           "Pace", "EpochEnd", "ProfileWindow", "DumpWindow"]
+           "StepTimer", "StopChecks", "EpochEnd", "ProfileWindow", "DumpWindow"]

@@ -1,5 +1,6 @@
-"""The loop's pace, fitted to the step: how many steps one call runs, and how often workers check
-for a stop request, both from the step time measured at the start of each run segment.
+"""The loop's pace, fitted to the step, in two hooks: `StepTimer` measures the step time at the
+start of each run segment, and `StopChecks` sets from it how often workers check for a stop
+request and how many steps one call runs.
 
 A stop request must end the run within seconds whatever the step time (a scheduler gives about
 30 s before SIGKILL), without a collective per step; and Python's cost per call (a few ms on a
@@ -10,7 +11,7 @@ time (averaged across workers, so that every worker derives the same cadence) se
     stop checks every  max(1, STOP_SHARE * stop_within / step time)  steps
     steps per call     fixed, or (auto) max(1, CALL_SECONDS / step time), at most MAX_STEPS_PER_CALL
 
-The stop check (StopOnSignal) rides along on every boundary, so the Pace's boundaries are the
+The stop check (StopOnSignal) rides along on every boundary, so StopChecks' boundaries are the
 stop checks. The cadence holds for the segment: a resumed segment measures again.
 """
 import math
@@ -30,55 +31,70 @@ CALL_SECONDS = 1.0
 MAX_STEPS_PER_CALL = 100
 
 
-class Pace(Hook):
-    """Measures the step time at a segment's start and derives the loop's cadences from it.
+class StepTimer(Hook):
+    """Times steps 2..1+CALIBRATION_STEPS of a segment, each a boundary of its own (a call of one
+    step), and keeps the value every worker uses: `agree(seconds)`, e.g. the average across
+    workers. `seconds` is None until `timed_at` (the step where timing ended)."""
 
-    `agree(seconds)` returns the value every worker uses (e.g. the average across workers);
-    `steps_per_call`: a fixed number, or None for auto; `stop_within`: seconds."""
-
-    def __init__(self, *, agree: Callable[[float], float], stop_within: float,
-                 steps_per_call: Optional[int] = None, log=lambda line: None):
-        self.agree, self.stop_within, self.fixed = agree, stop_within, steps_per_call
-        self.log = log
-        self.step_seconds = None   # agreed, once calibrated
-        self.stop_every = 1
-        self._timed_from = self._calibrated_at = self._clock = None
+    def __init__(self, *, agree: Callable[[float], float]):
+        self.agree = agree
+        self.seconds = self.timed_at = None
+        self._first = self._clock = None
 
     def begin(self, step):
-        self._timed_from, self._calibrated_at = step + 1, None
-        self.step_seconds, self.stop_every = None, 1
+        self._first, self.seconds, self.timed_at = step + 1, None, None
 
     @property
-    def calibrated(self) -> bool:
-        return self._calibrated_at is not None
+    def last_timed_step(self) -> int:
+        return self._first + CALIBRATION_STEPS
+
+    def next_boundary(self, step):
+        return step + 1 if step < self.last_timed_step else None
+
+    def at_boundary(self, step):
+        if step == self._first:
+            self._clock = time.perf_counter()
+        elif step == self.last_timed_step:
+            measured = (time.perf_counter() - self._clock) / CALIBRATION_STEPS
+            self.seconds = max(float(self.agree(measured)), 1e-6)
+            self.timed_at = step
+
+
+class StopChecks(Hook):
+    """The cadence that the timed step sets: a boundary every `stop_every` steps from the step
+    where `timer` (a StepTimer, earlier in the hook order) finished, and the steps per call
+    (`steps_per_call`: a fixed number, or None for auto); `stop_within`: seconds."""
+
+    def __init__(self, *, timer: StepTimer, stop_within: float,
+                 steps_per_call: Optional[int] = None, log=lambda line: None):
+        self.timer, self.stop_within, self.fixed, self.log = (timer, stop_within, steps_per_call,
+                                                              log)
+        self.stop_every = 1
+
+    def begin(self, step):
+        self.stop_every = 1
 
     def steps_per_call(self) -> int:
         if self.fixed:
             return self.fixed
-        if not self.calibrated:
+        if self.timer.seconds is None:
             return 1
-        return max(1, min(MAX_STEPS_PER_CALL, int(CALL_SECONDS / self.step_seconds)))
-
-    def single_steps(self, step):
-        return not self.calibrated
+        return max(1, min(MAX_STEPS_PER_CALL, int(CALL_SECONDS / self.timer.seconds)))
 
     def next_boundary(self, step):
-        if not self.calibrated:
-            return step + 1
-        since = step - self._calibrated_at
-        return self._calibrated_at + (since // self.stop_every + 1) * self.stop_every
+        start = self.timer.timed_at
+        if start is None:  # the timer's last step sets the cadence
+            return self.timer.last_timed_step if step < self.timer.last_timed_step else None
+        return start + ((step - start) // self.stop_every + 1) * self.stop_every
+
+    def is_check(self, step) -> bool:
+        """Whether `step` is one of the stop checks, once the step is timed."""
+        return self.timer.timed_at is not None and self.due(step)
 
     def at_boundary(self, step):
-        if self.calibrated:
+        if step != self.timer.timed_at:
             return
-        if step == self._timed_from:
-            self._clock = time.perf_counter()
-        elif step == self._timed_from + CALIBRATION_STEPS:
-            measured = (time.perf_counter() - self._clock) / CALIBRATION_STEPS
-            self.step_seconds = max(float(self.agree(measured)), 1e-6)
-            self.stop_every = max(1, math.floor(STOP_SHARE * self.stop_within
-                                                / self.step_seconds))
-            self._calibrated_at = step
-            self.log(f"pace: {self.step_seconds:.3f} s/step measured; workers check for a "
-                     f"stop request every {self.stop_every} steps (within "
-                     f"{self.stop_within:g} s); {self.steps_per_call()} steps per call")
+        self.stop_every = max(1, math.floor(STOP_SHARE * self.stop_within / self.timer.seconds))
+        self.log(f"pace: {self.timer.seconds:.3f} s/step measured; workers check for a stop "
+                 f"request every {self.stop_every} steps (within {self.stop_within:g} s); "
+                 f"{self.steps_per_call()} steps per call")

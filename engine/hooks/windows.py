@@ -1,8 +1,9 @@
 """The loop's two debugging windows over a range of steps: a TF profiler capture
 (--profile_steps) and TF debugger tensor dumps (--dump_steps, engine/tensor_dumps.py).
 
-Inside either window steps run one per call (the step before a window too), as the plain one-step
-call on every worker, traced at the segment's first step so that tracing stays outside. In the
+Inside either window steps run on their own (the step before a window too, so that the plain
+one-step call is traced there, outside the window), as the plain one-step call on every worker:
+each window asks the controller for it (engine/controller.py's SingleStep). In the
 profile window each step is marked for the profile and the host waits for it, so that each holds
 its own time; in the dump window each step is checked, so that a bad step stops the run at once
 with its ops the last ones in the dump's buffer, and the step runs through the freshly traced,
@@ -15,7 +16,7 @@ import time
 import tensorflow as tf
 
 from engine import run_format
-from engine.controller import Hook
+from engine.controller import Hook, SingleStep
 
 
 class _Window(Hook):
@@ -23,18 +24,14 @@ class _Window(Hook):
 
     split = None
 
-    def __init__(self, *, window, runner, recorder, batch_size, log):
-        self.window, self.runner, self.recorder = window, runner, recorder
+    def __init__(self, *, window, recorder, batch_size, log):
+        self.window, self.recorder = window, recorder
         self.batch_size, self.log = batch_size, log
         self.segment_first_step = 0
         self._timed_from = None  # (step, time) where the window's rate is measured from
 
     def begin(self, step):
         self.segment_first_step = step
-        # Single steps up to the window's end run as the plain step (not as a loop of one) on
-        # every worker: it is traced at the segment's first step, long before the window, and
-        # all workers run the same function, whose all-reduce Horovod matches by name.
-        self.runner.plain_until = max(self.runner.plain_until, self.window[1])
 
     def next_boundary(self, step):
         # The step before the window is a call of its own too: the one-step call is traced
@@ -43,8 +40,15 @@ class _Window(Hook):
         edges = [edge for edge in (start - 1, start, end) if edge > step]
         return min(edges) if edges else None
 
-    def single_steps(self, step):
-        return self.window[0] - 1 <= step < self.window[1]
+    def single_step(self, step):
+        # Every worker runs the same plain step here (Horovod matches its all-reduce by name):
+        # only how it is marked or instrumented differs.
+        if self.window[0] - 1 <= step < self.window[1]:
+            return self.how_to_run()
+        return None
+
+    def how_to_run(self) -> SingleStep:
+        return SingleStep()
 
     def record_rate(self, step):
         """A metrics.jsonl record of the window's steps and images/s; its window_cost."""
@@ -71,13 +75,17 @@ class ProfileWindow(_Window):
     def __init__(self, *, model_dir, capture, **window):
         super().__init__(**window)
         self.model_dir, self.capture = model_dir, capture
+        self.capturing = False
+
+    def how_to_run(self):
+        return SingleStep(marked=self.capturing)
 
     def before_steps(self, step):
         if not self.capture:
             return
         if step == self.window[0]:
             tf.profiler.experimental.start(run_format.profiler_logdir(self.model_dir))
-            self.runner.marking = True
+            self.capturing = True
             self._timed_from = (step, time.perf_counter())
             self.log(f"profiler: capturing steps {self.window[0] + 1}-{self.window[1]}, one "
                      f"step per call; read it with python -m launch.profile {self.model_dir}")
@@ -87,10 +95,10 @@ class ProfileWindow(_Window):
     def end(self, step):
         """Ends the capture and records the window's rate and the run segment's first step
         (which lets launch.profile number the Horovod timeline's steps)."""
-        if not self.runner.marking:
+        if not self.capturing:
             return
         tf.profiler.experimental.stop()
-        self.runner.marking = False
+        self.capturing = False
         self.record_rate(step)
         self.log(f"profiler: trace written under {run_format.capture_root(self.model_dir)}")
 
@@ -105,7 +113,11 @@ class DumpWindow(_Window):
     def __init__(self, *, dumps, train_step, **window):
         super().__init__(window=dumps.window, **window)
         self.dumps, self.train_step = dumps, train_step
+        self._dumping = None  # the instrumented step while the window is open, where it writes
         self._last_batch = None
+
+    def how_to_run(self):
+        return SingleStep(function=self._dumping, slow=self._dumping is not None)
 
     def next_boundary(self, step):
         if self.dumps.active:
@@ -115,8 +127,7 @@ class DumpWindow(_Window):
     def before_steps(self, step):
         start, end = self.window
         if step == start:
-            self.runner.step_function = self._dumping_step(self.dumps.start(self.train_step))
-            self.runner.slow_steps = self.runner.step_function is not None
+            self._dumping = self._dumping_step(self.dumps.start(self.train_step))
             if self.dumps.writes:
                 self.log(f"tensor dumps: steps {start + 1}-{end} into {self.dumps.dump_root} "
                          f"({self.dumps.mode}, the last {self.dumps.buffer_size} op executions "
@@ -138,10 +149,10 @@ class DumpWindow(_Window):
 
     def explain_nonfinite(self):
         """Which op first held NaN or Inf, read from the dump; "" without dumps here."""
-        if self.runner.step_function is None:
+        if self._dumping is None:
             return ""
         found = self.dumps.first_nonfinite(*self._last_batch)
-        self.runner.step_function = None
+        self._dumping = None
         if found is None:
             return (f"; the tensor dumps in {self.dumps.dump_root} hold no op output with NaN "
                     f"or Inf (--dump_mode={self.dumps.mode} records none, or the buffer kept "
@@ -154,7 +165,7 @@ class DumpWindow(_Window):
         if not self.dumps.active:
             return
         self.dumps.stop()
-        self.runner.step_function, self.runner.slow_steps = None, False
+        self._dumping = None
         self._last_batch = None
         cost = self.record_rate(step)
         if self.dumps.writes:

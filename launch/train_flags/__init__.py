@@ -61,7 +61,7 @@ def _register_validators(fv):
     def check(name, predicate, message):
         flags.register_validator(name, predicate, message=message, flag_values=fv)
 
-    for name in ("batch_size", "epochs", "log_steps", "keep_checkpoints", "grad_accum_steps",
+    for name in ("batch_size", "epochs", "log_steps", "keep_checkpoints", "micro_batches",
                  "stall_timeout_long", "stop_within", "validation_freq"):
         positive(name)
     for name in ("steps_per_epoch", "checkpoint_steps", "save_summary_steps", "num_classes",
@@ -116,7 +116,7 @@ def _register_validators(fv):
     multi(["batch_size"],
           lambda v: v["batch_size"] % distributed.launcher_world_size() == 0,
           "--batch_size must be divisible by the number of workers")
-    multi(["batch_size", "grad_accum_steps", "micro_batch_size"], _slots_deal)
+    multi(["batch_size", "micro_batches", "micro_batch_size"], _slots_deal)
     multi(["batch_size", "micro_batch_size"],
           lambda v: not v["micro_batch_size"] or v["batch_size"] % v["micro_batch_size"] == 0,
           "--batch_size must be a multiple of --micro_batch_size")
@@ -154,7 +154,7 @@ def _register_validators(fv):
 
 
 def _slots_deal(values):
-    """A run's slots from --grad_accum_steps on the launcher's worker count (engine/slots.py's
+    """A run's slots from --micro_batches on the launcher's worker count (engine/slots.py's
     rule); the start deals them again with what the checkpoints recorded."""
     if values["micro_batch_size"]:
         return True  # its slots may be a resumed run's: the start checks them (one line)
@@ -162,7 +162,7 @@ def _slots_deal(values):
         slot_rule.deal(batch_size=values["batch_size"],
                        workers=distributed.launcher_world_size(),
                        micro_batch_size=values["micro_batch_size"],
-                       micro_batches=values["grad_accum_steps"])
+                       micro_batches=values["micro_batches"])
     except slot_rule.SlotError as e:
         raise flags.ValidationError(str(e)) from None
     return True

@@ -23,21 +23,23 @@ def define(fv: flags.FlagValues):
     flags.DEFINE_enum("weight_decay_mode", "all", list(losses.WEIGHT_DECAY_MODES),
                       "all: L2 on every kernel, bias and BN parameter (the recipe); kernels: "
                       "kernels only; decoupled: AdamW/SGDW-style shrinkage.", flag_values=fv)
-    flags.DEFINE_integer("grad_accum_steps", 1, "Micro-batches per worker and optimizer step "
-                         "when --micro_batch_size is not given: the run then has workers x N "
-                         "micro-batch slots of batch_size / (workers x N) examples; their "
-                         "gradients are summed and all-reduced once; --batch_size stays the "
-                         "global batch of one step, so the LR schedule and steps per epoch do "
-                         "not change. Batch norm normalizes each micro-batch on its own "
-                         "statistics.", flag_values=fv)
+    flags.DEFINE_integer("micro_batches", 1, "Micro-batches each worker runs per optimizer "
+                         "step (gradient accumulation) when --micro_batch_size is not given: "
+                         "the run then has workers x N micro-batch slots of batch_size / "
+                         "(workers x N) examples; their gradients are summed and all-reduced "
+                         "once; --batch_size stays the global batch of one step, so the LR "
+                         "schedule and steps per epoch do not change. Batch norm normalizes "
+                         "each micro-batch on its own statistics.", flag_values=fv)
+    # The flag's name before it was named for what it counts (recipes and flags.txt files).
+    flags.DEFINE_alias("grad_accum_steps", "micro_batches", flag_values=fv)
     flags.DEFINE_integer("micro_batch_size", None, "Examples per micro-batch slot: the run's "
                          "global batch is S = batch_size / M slots, each with its own input "
                          "stream, augmentation, mixing and dropout draws, so any worker count "
                          "that divides S trains the same run (each worker runs S / workers "
-                         "slots, --grad_accum_steps derived). Default: the slots of the run's "
-                         "checkpoints, else workers x --grad_accum_steps.", flag_values=fv)
+                         "slots, --micro_batches derived). Default: the slots of the run's "
+                         "checkpoints, else workers x --micro_batches.", flag_values=fv)
     flags.DEFINE_boolean("allow_redeal", False, "Resume on a worker count that does not divide "
-                         "the run's slots: new slots (workers x --grad_accum_steps), and the "
+                         "the run's slots: new slots (workers x --micro_batches), and the "
                          "rest of the interrupted pass over the training data dealt anew.",
                          flag_values=fv)
     flags.DEFINE_float("ema_decay", None, "Keep an exponential moving average of the weights "

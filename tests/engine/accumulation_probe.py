@@ -27,7 +27,7 @@ def train(backend, accumulate):
     optimizer = optimizers.build("sgd")
     step = TrainStep(net=model, optimizer=optimizer, backend=backend,
                      lr_fn=lambda s: tf.constant(0.5), weight_decay=1e-3,
-                     grad_accum_steps=accumulate)
+                     micro_batches=accumulate)
     optimizer.build(step.variables)
     for s in range(3):
         step(*batch(s, backend.rank, backend.size))

@@ -70,7 +70,7 @@ def test_moving_statistics_move_once_towards_the_micro_batches_mean():
                      seed=3, dropout_rate=0.3)
     step = TrainStep(net=net, optimizer=optimizers.build("sgd"),
                      backend=distributed.SingleProcess(), lr_fn=lambda s: tf.constant(0.0),
-                     grad_accum_steps=4, seed=11)
+                     micro_batches=4, seed=11)
     step.build()
     images = tf.random.stateless_uniform([8, 32, 32, 3], (1, 2))
     labels = tf.constant([0, 1, 2, 3, 0, 1, 2, 3])

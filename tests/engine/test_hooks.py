@@ -14,6 +14,7 @@ import input as inputs
 from engine import (
     Controller,
     Hook,
+    SingleStep,
     StopRequested,
     TrainConfig,
     Trainer,
@@ -52,8 +53,8 @@ class Window(Hook):
         edges = [e for e in (self.start, self.end_step) if e > step]
         return min(edges) if edges else None
 
-    def single_steps(self, step):
-        return self.start <= step < self.end_step
+    def single_step(self, step):
+        return SingleStep() if self.start <= step < self.end_step else None
 
     def end(self, step):
         self.ends.append(step)
@@ -61,7 +62,7 @@ class Window(Hook):
 
 def drive(hooks, *, total, per_call, nonfinite=lambda: -1):
     calls = []
-    controller = Controller(run_steps=lambda step, n: calls.append((step, n)), hooks=hooks,
+    controller = Controller(run_steps=lambda step, n, single: calls.append((step, n)), hooks=hooks,
                             total_steps=total, steps_per_call=per_call,
                             first_nonfinite_step=nonfinite)
     return controller.train(0), calls
@@ -107,28 +108,28 @@ def test_a_window_runs_its_steps_one_per_call_and_ends_once():
 ])  # (times that binary floats hold exactly)
 def test_pace_times_the_first_steps_then_sets_stop_checks_and_steps_per_call(
         monkeypatch, seconds_per_step, fixed, stop_every, per_call):
-    """A fake clock advanced by the steps' time: the Pace runs steps 1-4 one per call, each a
-    boundary, times steps 2-4 (step 1 traces), has the workers agree on their mean, then makes a
-    boundary every `stop_every` steps (the stop check rides on them) and sets the steps per call;
-    the stop hook is checked at exactly those boundaries."""
+    """A fake clock advanced by the steps' time: the StepTimer runs steps 1-4 one per call, each
+    a boundary, times steps 2-4 (step 1 traces), has the workers agree on their mean; then
+    StopChecks makes a boundary every `stop_every` steps (the stop check rides on them) and sets
+    the steps per call; the stop hook is checked at exactly those boundaries."""
     from engine.hooks import pace as pace_module
     now = [0.0]
     monkeypatch.setattr(pace_module.time, "perf_counter", lambda: now[0])
     agreed = []
-    pace = pace_module.Pace(agree=lambda s: agreed.append(s) or s * 1.0, stop_within=20,
-                            steps_per_call=fixed)
+    timer = pace_module.StepTimer(agree=lambda s: agreed.append(s) or s * 1.0)
+    checks = pace_module.StopChecks(timer=timer, stop_within=20, steps_per_call=fixed)
     rider = Periodic(None, rides_along=True)
     calls = []
 
-    def run_steps(step, count):
+    def run_steps(step, count, single):
         calls.append((step, count))
         now[0] += count * seconds_per_step + (30.0 if step == 0 else 0.0)  # step 1 traces
     total = 4 + 2 * stop_every + 3
-    Controller(run_steps=run_steps, hooks=[pace, rider], total_steps=total,
-               steps_per_call=pace.steps_per_call, first_nonfinite_step=lambda: -1).train(0)
+    Controller(run_steps=run_steps, hooks=[timer, checks, rider], total_steps=total,
+               steps_per_call=checks.steps_per_call, first_nonfinite_step=lambda: -1).train(0)
     assert calls[:4] == [(0, 1), (1, 1), (2, 1), (3, 1)]
     assert agreed == [pytest.approx(seconds_per_step)]
-    assert pace.stop_every == stop_every and pace.steps_per_call() == per_call
+    assert checks.stop_every == stop_every and checks.steps_per_call() == per_call
     assert rider.ran == [1, 2, 3, 4, 4 + stop_every, 4 + 2 * stop_every]
     later = calls[4:]
     assert all(count <= per_call for _, count in later)
@@ -148,7 +149,8 @@ def synthetic():
                         num_train_examples=1000, num_val_examples=6)
 
 
-def make_trainer(model_dir, *, lr=0.05, hooks=(), tensor_dumps=None, **config):
+def make_trainer(model_dir, *, lr=0.05, tensor_dumps=None, data=None, log=lambda *a, **k: None,
+                 out=None, **config):
     net = Linear(SIZE * SIZE * 3, CLASSES, seed=2)
     assert isinstance(net, model.Model)  # the stand-in implements the declared contract
     step = TrainStep(net=net, optimizer=optimizers.build("sgd"),
@@ -156,9 +158,9 @@ def make_trainer(model_dir, *, lr=0.05, hooks=(), tensor_dumps=None, **config):
     options = dict(model_dir=str(model_dir), batch_size=BATCH, epochs=2, steps_per_epoch=5,
                    log_steps=100, seed=1, validation_steps=0)
     options.update(config)
-    return Trainer(train_step=step, data=synthetic(), backend=distributed.SingleProcess(),
-                   config=TrainConfig(**options), hooks=hooks, tensor_dumps=tensor_dumps,
-                   log=lambda *a, **k: None)
+    return Trainer(train_step=step, data=data or synthetic(),
+                   backend=distributed.SingleProcess(), config=TrainConfig(**options),
+                   tensor_dumps=tensor_dumps, log=log, out=out)
 
 
 def records(model_dir, split):
@@ -221,8 +223,7 @@ def test_periodic_checkpoint_holds_the_weights_of_its_step(tmp_path):
     reader, holds the weights that the loop had at that step."""
     trainer = make_trainer(tmp_path, checkpoint_steps=3, keep_checkpoints=10)
     capture = Capture(trainer.train_step.net, 1)
-    trainer.extra_hooks.append(capture)
-    trainer.train()
+    trainer.train(hooks=[capture])
     state = tf.train.get_checkpoint_state(str(tmp_path / "checkpoints"))
     steps = [int(p.rsplit("-", 1)[1]) for p in state.all_model_checkpoint_paths]
     assert steps == [3, 5, 6, 9, 10]
@@ -256,7 +257,7 @@ def test_stop_hook_restores_the_signal_handlers_whether_training_ends_or_stops(t
                 if step == 5:
                     os.kill(os.getpid(), signal.SIGINT)
         with pytest.raises(StopRequested) as stopped:
-            make_trainer(tmp_path / "b", log_steps=4, hooks=[Kill()]).train()
+            make_trainer(tmp_path / "b", log_steps=4).train(hooks=[Kill()])
         assert stopped.value.args[0] == 8  # the next boundary (a log)
         assert signal.getsignal(signal.SIGTERM) is mine and signal.getsignal(signal.SIGINT) is mine
     finally:
@@ -270,8 +271,7 @@ def test_epoch_end_counts_the_epoch_checkpoints_and_evaluates_exactly(tmp_path):
     checkpoint written there."""
     trainer = make_trainer(tmp_path, validation_steps=None)
     capture = Capture(trainer.train_step.net, 5)
-    trainer.extra_hooks.append(capture)  # runs after EpochEnd at the same boundary
-    summary = trainer.train()
+    summary = trainer.train(hooks=[capture])  # runs after EpochEnd at the same boundary
     evaluations = records(tmp_path, "validation")
     assert [(r["step"], r["epoch"], r["examples"]) for r in evaluations] == [(5, 1, 6),
                                                                             (10, 2, 6)]
@@ -295,9 +295,8 @@ def test_progress_line_is_blanked_before_a_log_line_and_ended_with_training(tmp_
     it before each log line, and ends it on a line of its own."""
     import io
     out = io.StringIO()
-    trainer = make_trainer(tmp_path, epochs=1, steps_per_epoch=4, progress=True)
-    trainer.console.out = out
-    trainer.console.print_fn = lambda *a, **k: out.write(" ".join(map(str, a)) + "\n")
+    trainer = make_trainer(tmp_path, epochs=1, steps_per_epoch=4, progress=True, out=out,
+                           log=lambda *a, **k: out.write(" ".join(map(str, a)) + "\n"))
     trainer.train()
     text = out.getvalue()
     assert text.count("\rstep ") == 4  # one status per call
@@ -319,8 +318,8 @@ class Calls(Hook):
 def test_profile_window_captures_its_steps_one_per_call_and_records_its_rate(tmp_path):
     calls = Calls()
     trainer = make_trainer(tmp_path, epochs=1, steps_per_epoch=12, steps_per_loop=12,
-                           log_steps=12, profile_steps=(6, 9), hooks=[calls])
-    trainer.train()
+                           log_steps=12, profile_steps=(6, 9))
+    trainer.train(hooks=[calls])
     # Steps 1-4 one per call (the Pace's timing), 5 alone, 6 (the one before the window) too.
     assert calls.starts == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
     window = records(tmp_path, "profile")
@@ -350,9 +349,8 @@ def test_dump_window_checks_each_step_and_names_the_first_nonfinite_op(tmp_path)
     dumps = TensorDumps(str(tmp_path / "dumps"), window=(1, 6))
     calls = Calls()
     trainer = make_trainer(tmp_path, tensor_dumps=dumps, epochs=1, steps_per_epoch=10,
-                           log_steps=10, hooks=[calls])
-    trainer.data = NanFrom(trainer.data, 2)
+                           log_steps=10, data=NanFrom(synthetic(), 2))
     with pytest.raises(Exception, match=r"at step 3;.*first op whose output held NaN or Inf"):
-        trainer.train()
+        trainer.train(hooks=[calls])
     assert calls.starts == [0, 1, 2]
     assert not dumps.active  # written out on the way out

@@ -271,20 +271,22 @@ def test_jit_compiled_loop_trains_as_the_plain_one():
         np.testing.assert_allclose(jitted, plain, rtol=1e-4, atol=1e-5)
 
 
-def test_progress_rate_and_eta_count_this_process_steps_after_a_resume():
+def test_progress_rate_and_eta_count_this_process_steps_after_a_resume(monkeypatch):
     """Resumed at step 50 of 100, 10 steps in 2 s: 5 steps/s (20 img/s at batch 4), ETA 8 s;
     dividing the absolute step by the elapsed time would say 30 steps/s."""
     import io
-    import time
 
     from engine.hooks import ProgressLine
+    from engine.hooks import train_log as train_log_module
     from engine.observe import Console
+    now = [100.0]
+    monkeypatch.setattr(train_log_module.time, "perf_counter", lambda: now[0])
     out = io.StringIO()
     progress = ProgressLine(total_steps=100, global_batch=BATCH,
                             train_log=type("Log", (), {"last_loss": None})(),
                             console=Console(out=out))
     progress.begin(50)
-    progress.start = time.perf_counter() - 2.0
+    now[0] += 2.0
     progress.after_steps(60)
     line = out.getvalue()
     rate = float(line.split("|")[1].split("img/s")[0])

@@ -28,7 +28,9 @@ def refused(args, env=None):
     (["--initial_lr=0"], "--initial_lr must be positive"),
     (["--dropout_rate=1.5"], "--dropout_rate must be in [0, 1)"),
     (["--jit_compile", "--deterministic"], "XLA has no deterministic max-pool gradient"),
-    (["--grad_accum_steps=3"], "--batch_size must be divisible by workers x --grad_accum_steps"),
+    (["--micro_batches=3"], "--batch_size must be divisible by workers x --micro_batches"),
+    # The flag's old name, an alias, is checked alike.
+    (["--grad_accum_steps=3"], "--batch_size must be divisible by workers x --micro_batches"),
     (["--ema_decay=1"], "--ema_decay must be in (0, 1)"),
     (["--image_size=16"], "--image_size must be at least 32"),
     (["--profile_steps=5,2"], "--profile_steps must be START,END"),

@@ -39,9 +39,9 @@ def test_the_slot_rule_deals(kwargs, expected):
     (dict(batch_size=8, workers=1, micro_batch_size=2, recorded=2),
      "--micro_batch_size=2 makes 4 micro-batch slots, but the run being resumed has 2"),
     (dict(batch_size=8, workers=1, micro_batches=3),
-     "--batch_size must be divisible by workers x --grad_accum_steps"),
+     "--batch_size must be divisible by workers x --micro_batches"),
     (dict(batch_size=8, workers=2, micro_batch_size=2, micro_batches=1, micro_batches_given=True),
-     "--grad_accum_steps=1 contradicts --micro_batch_size=2"),
+     "--micro_batches=1 contradicts --micro_batch_size=2"),
 ])
 def test_the_slot_rule_refuses_in_one_line(kwargs, words):
     with pytest.raises(slots.SlotError, match=None) as refused:
@@ -61,7 +61,7 @@ def test_a_plan_for_another_worker_count_keeps_its_slots_or_is_refused():
 
 
 def test_flags_txt_holds_the_settled_values_and_leaves_out_the_micro_batches_per_worker():
-    asked = planned("--dtype=auto", "--grad_accum_steps=2")
+    asked = planned("--dtype=auto", "--micro_batches=2")
     settled = asked.settle(plan.Settlement(seed=42, dtype="bf16", recorded_slots=None),
                            workers=1, data=_Counted(train=40, classes=7))
     lines = settled.flagfile().splitlines()
@@ -69,7 +69,8 @@ def test_flags_txt_holds_the_settled_values_and_leaves_out_the_micro_batches_per
     for line in ("--seed=42", "--dtype=bf16", "--steps_per_epoch=5", "--num_classes=7",
                  "--micro_batch_size=4"):
         assert line in lines
-    assert not any(line.startswith(("--grad_accum_steps", "--dtype=auto")) for line in lines)
+    assert not any(line.startswith(("--micro_batches", "--grad_accum_steps", "--dtype=auto"))
+                   for line in lines)
 
 
 class _Counted:

@@ -80,6 +80,7 @@ def test_two_workers_of_two_micro_batches_train_the_same_run(one_by_four, small_
     for x, y in zip(one, two):
         assert round(x["loss"], 4) == round(y["loss"], 4), (x, y)
     assert "--micro_batch_size=4" in (tmp_path / "flags.txt").read_text()
+    assert "--micro_batches" not in (tmp_path / "flags.txt").read_text()
     assert "--grad_accum_steps" not in (tmp_path / "flags.txt").read_text()
 
 
