@@ -12,6 +12,7 @@ import dataclasses
 from typing import Callable, Optional, Sequence, Union
 
 from engine.errors import NonFiniteLoss
+from engine.watchdog import NoWatchdog
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,10 +96,11 @@ class Controller:
                  hooks: Sequence[Hook],
                  total_steps: int, steps_per_call: Union[int, Callable[[], int]],
                  first_nonfinite_step: Callable[[], int],
-                 watch: Callable[..., None] = lambda *a, **k: None):
+                 watchdog=None):
         self.run_steps, self.hooks = run_steps, list(hooks)
         self.total_steps, self.steps_per_call = total_steps, steps_per_call
-        self.first_nonfinite_step, self.watch = first_nonfinite_step, watch
+        self.first_nonfinite_step = first_nonfinite_step
+        self.watchdog = watchdog or NoWatchdog()
 
     def train(self, step: int) -> int:
         """Trains from `step` to total_steps; returns the last step reached."""
@@ -117,8 +119,8 @@ class Controller:
                     hook.after_steps(step)
                 due = self.due(step)
                 if due:
-                    self.watch(f"the other workers and the device at the step-{step} boundary",
-                               step)
+                    self.watchdog.expect(
+                        f"the other workers and the device at the step-{step} boundary", step)
                     self.check_finite()
                     for hook in due:
                         hook.at_boundary(step)

@@ -2,8 +2,8 @@
 computes what it would have computed on its first worker count.
 
 The run's state lives in every worker's memory between commits (`TrainingState`): the variables
-of TrainStep.elastic_variables (net, optimizer slots and iterations, weight average, BN
-statistics, metric sums) and a few host values that the caller keeps in `values` (the run's seed,
+of `state_variables` (net, optimizer slots and iterations, weight average, BN statistics, metric
+sums) and a few host values that the caller keeps in `values` (the run's seed,
 slots and dtype, whether training started, the seconds trained). `run(train, state)` calls the
 training function until it returns:
 
@@ -23,7 +23,7 @@ Commits: `CommitHook` commits at the loop's stop checks (about every 0.75 x --st
 seconds), after the hooks due there, and `save_point` runs before every checkpoint is written,
 so that a checkpoint holds a committed state. Only a commit looks for host changes (a save point
 must not be interrupted before its checkpoint). A commit first makes the per-worker parts of the
-state one value (TrainStep.consolidate: BN statistics averaged, partial metric sums carried on
+state one value (`consolidate`: BN statistics averaged, partial metric sums carried on
 every worker), so a worker that dies takes no share of the run with it.
 """
 from typing import Callable
@@ -43,7 +43,7 @@ class TrainingState(State):
     def __init__(self, *, train_step, backend, values: dict):
         super().__init__(bcast_object=backend.broadcast_object, get_rank=lambda: backend.rank)
         self.train_step, self.backend = train_step, backend
-        self.variables = train_step.elastic_variables()
+        self.variables = state_variables(train_step)
         self.values = dict(values)
         self.resets = 0
         self._committed = None
@@ -68,7 +68,7 @@ class TrainingState(State):
     def save_point(self, **values):
         """The per-worker parts made one, `values` updated, the state kept: a commit without
         the check for host changes (before a checkpoint, which must not be interrupted)."""
-        self.train_step.consolidate()
+        consolidate(self.train_step)
         self.values.update(values)
         self.save()
 
@@ -77,6 +77,28 @@ class TrainingState(State):
         removed (one broadcast: all workers decide alike)."""
         self.save_point(**values)
         self.check_host_updates()
+
+
+def state_variables(train_step):
+    """Every variable of the run's in-memory state: the train step's shared and drifting ones,
+    its metric sums and its non-finite record, each once and in the same order on every
+    worker."""
+    seen, out = set(), []
+    for v in (train_step.shared_variables() + train_step.drifting_variables()
+              + train_step.metrics.sums + train_step.metrics.carried
+              + [train_step.nonfinite_step]):
+        if id(v) not in seen:
+            seen.add(id(v))
+            out.append(v)
+    return out
+
+
+def consolidate(train_step):
+    """Leaves no worker holding a share of the run that the others lack (before a commit):
+    drifting statistics averaged, partial metric sums carried on every worker."""
+    train_step.average_drifting_statistics()
+    if train_step.backend.size > 1:
+        train_step.metrics.carry_partial_sums(train_step.backend)
 
 
 class CommitHook(Hook):

@@ -11,16 +11,16 @@ from engine.step import EvalStep
 
 class Evaluator:
     """`train_step` owns the net and weight average; `elapsed()` the run's training seconds;
-    `watch(what, step, long=)` arms the stall watchdog."""
+    `watchdog` the stall watchdog (engine/watchdog.py), armed before each wait."""
 
     def __init__(self, *, train_step, data, backend, local_batch, seed, validation_steps,
-                 precise_bn_batches, recorder, log, elapsed, watch, validation_freq=1,
+                 precise_bn_batches, recorder, log, elapsed, watchdog, validation_freq=1,
                  epochs=None):
         self.train_step, self.data, self.backend = train_step, data, backend
         self.local_batch, self.seed = local_batch, seed
         self.validation_steps, self.precise_bn_batches = validation_steps, precise_bn_batches
         self.validation_freq, self.epochs = validation_freq, epochs
-        self.recorder, self.log, self.elapsed, self.watch = recorder, log, elapsed, watch
+        self.recorder, self.log, self.elapsed, self.watchdog = recorder, log, elapsed, watchdog
         self.eval_step = EvalStep(train_step.net)
         self.statistics = None  # precise BN's compiled forward pass, traced once per run
 
@@ -74,7 +74,7 @@ class Evaluator:
         if not self.precise_bn_batches:
             return None
         start = time.perf_counter()
-        self.watch("recomputing batch-norm statistics", step, long=True)
+        self.watchdog.expect("recomputing batch-norm statistics", step, long=True)
         # The training slots' own streams, a micro-batch at a time: the same batches whatever
         # the worker count.
         micro_batches = self.train_step.micro_batches
@@ -112,7 +112,7 @@ class Evaluator:
                                          num_shards=self.backend.size)
         start = time.perf_counter()
         for i, (images, labels, mask) in enumerate(dataset.take(batches)):
-            self.watch(f"evaluation batch {i + 1}", step, long=True)
+            self.watchdog.expect(f"evaluation batch {i + 1}", step, long=True)
             self.eval_step(images, labels, mask)
         metrics = self.eval_step.metrics.read_and_reset(self.backend)
         record = run_format.eval_record(split=split, step=step, epoch=epoch, metrics=metrics,

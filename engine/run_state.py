@@ -11,12 +11,12 @@ from engine import slots as slot_rule
 
 
 class RunState:
-    """`train_step` owns the net, optimizer and weight average; `watch(what, step, long=)` arms
-    the stall watchdog; `log` prints (the chief's)."""
+    """`train_step` owns the net, optimizer and weight average; `watchdog` the stall
+    watchdog (engine/watchdog.py), armed before each wait; `log` prints (the chief's)."""
 
     def __init__(self, *, train_step, backend, model_dir, keep_checkpoints, steps_per_epoch,
-                 log, watch):
-        self.train_step, self.backend, self.log, self.watch = train_step, backend, log, watch
+                 log, watchdog):
+        self.train_step, self.backend, self.log, self.watchdog = train_step, backend, log, watchdog
         self.steps_per_epoch = steps_per_epoch
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         # Training time summed over the run's segments (a resumed run goes on counting).
@@ -42,7 +42,7 @@ class RunState:
         restored path or None, the worker count that wrote it or None, its slot count or
         None). A checkpoint of another slot count is refused unless `allow_redeal`."""
         slots = self.slot_count
-        self.watch("restoring and broadcasting the starting state", 0, long=True)
+        self.watchdog.expect("restoring and broadcasting the starting state", 0, long=True)
         self.train_step.build()
         # Rank 0 alone reads checkpoints and the others take its state by broadcast: hosts
         # without a shared file system hold the run's files on rank 0's host only.
@@ -114,7 +114,7 @@ class RunState:
 
     def save(self, step, recorder):
         """A checkpoint at `step` (rank 0 writes), metrics.jsonl made durable first."""
-        self.watch("writing a checkpoint", step, long=True)
+        self.watchdog.expect("writing a checkpoint", step, long=True)
         self.elapsed.assign(self.elapsed_seconds())
         recorder.sync()
         path = self.checkpoints.save(step)

@@ -146,24 +146,6 @@ class TrainStep:
             drifting = self.drifting_variables()
             model.assign(drifting, self.backend.average([v.read_value() for v in drifting]))
 
-    def consolidate(self):
-        """Leaves no worker holding a share of the run that the others lack (before an elastic
-        commit): drifting statistics averaged, partial metric sums carried on every worker."""
-        self.average_drifting_statistics()
-        if self.backend.size > 1:
-            self.metrics.carry_partial_sums(self.backend)
-
-    def elastic_variables(self):
-        """Every variable of the run's in-memory state: shared and drifting ones, the metric
-        sums and the non-finite record, each once and in the same order on every worker."""
-        seen, out = set(), []
-        for v in (self.shared_variables() + self.drifting_variables() + self.metrics.sums
-                  + self.metrics.carried + [self.nonfinite_step]):
-            if id(v) not in seen:
-                seen.add(id(v))
-                out.append(v)
-        return out
-
     def first_nonfinite_step(self):
         """The 0-based step whose gradients were first not finite, or -1 (a device read)."""
         return int(observe.to_host([self.nonfinite_step])[0])

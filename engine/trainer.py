@@ -17,6 +17,7 @@ from engine.run_state import RunState
 from engine.runner import StepRunner
 from engine.step import TrainStep
 from engine.time_to_accuracy import StopAtTarget
+from engine.watchdog import NoWatchdog
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,11 +47,6 @@ class TrainConfig:
     target_accuracy: Optional[float] = None  # stop at the first evaluation with top-1 >= it
 
 
-class _NoWatchdog:
-    def expect(self, what, step, *, long=False, busy_seconds=0.0):
-        pass
-
-
 class Trainer:
     """Epochs of train steps with exact evaluation, checkpoints, metrics and profiling.
 
@@ -64,7 +60,7 @@ class Trainer:
                  watchdog=None, tensor_dumps=None, log=print, out=None):
         self.train_step, self.data, self.backend, self.config = (train_step, data, backend,
                                                                  config)
-        self.watch = (watchdog or _NoWatchdog()).expect
+        self.watchdog = watchdog or NoWatchdog()
         self.tensor_dumps = tensor_dumps
         self.console = observe.Console(print_fn=log, out=out)
         # The pace of each segment (engine/hooks/pace.py): its stop checks are the boundaries
@@ -87,12 +83,12 @@ class Trainer:
         self.state = RunState(train_step=self.train_step, backend=backend,
                               model_dir=cfg.model_dir, keep_checkpoints=cfg.keep_checkpoints,
                               steps_per_epoch=cfg.steps_per_epoch, log=self.log,
-                              watch=self.watch)
+                              watchdog=self.watchdog)
         self.evaluator = Evaluator(
             train_step=self.train_step, data=self.data, backend=backend,
             local_batch=self.local_batch, seed=cfg.seed, validation_steps=cfg.validation_steps,
             precise_bn_batches=cfg.precise_bn_batches, recorder=self.recorder, log=self.log,
-            elapsed=self.state.elapsed_seconds, watch=self.watch,
+            elapsed=self.state.elapsed_seconds, watchdog=self.watchdog,
             validation_freq=cfg.validation_freq, epochs=cfg.epochs)
 
     def resize(self, *, micro_batches: int, seed: int, tensor_dumps=None):
@@ -125,14 +121,14 @@ class Trainer:
             micro_batches=self.train_step.micro_batches))
         meter = observe.Throughput(cfg.batch_size)
         runner = StepRunner(train_step=self.train_step, iterator=iterator, meter=meter,
-                            watch=self.watch, step_seconds=lambda: self.step_timer.seconds,
-                            loops=cfg.steps_per_loop != 1)
+                            watchdog=self.watchdog, step_seconds=lambda: self.step_timer.seconds,
+                            loops=cfg.steps_per_loop != 1, plain_until=self._last_window_end())
         loop_hooks, epoch_end = self._hooks(meter)
         self._controller = Controller(
             run_steps=runner, hooks=loop_hooks + list(hooks),
             total_steps=cfg.epochs * cfg.steps_per_epoch,
             steps_per_call=self.stop_checks.steps_per_call,
-            first_nonfinite_step=self.train_step.first_nonfinite_step, watch=self.watch)
+            first_nonfinite_step=self.train_step.first_nonfinite_step, watchdog=self.watchdog)
         try:
             step = self._controller.train(step)
         finally:
@@ -193,6 +189,12 @@ class Trainer:
                                           global_batch=cfg.batch_size, train_log=train_log,
                                           console=self.console))
         return out, epoch_end
+
+    def _last_window_end(self):
+        """The last step of a debugging window (profile or tensor dumps), 0 without one."""
+        windows = [self.config.profile_steps,
+                   self.tensor_dumps.window if self.tensor_dumps is not None else None]
+        return max((window[1] for window in windows if window), default=0)
 
     def _announce_evaluation(self, step, epoch, metrics):
         self._controller.evaluated(step, epoch, metrics)

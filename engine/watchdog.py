@@ -15,6 +15,13 @@ import time
 STALL_EXIT_CODE = 3
 
 
+class NoWatchdog:
+    """What the loop arms where no watchdog runs (a run without a stall timeout)."""
+
+    def expect(self, what: str, step: int, *, long: bool = False, busy_seconds: float = 0.0):
+        pass
+
+
 class Watchdog:
     def __init__(self, *, timeout: float, long_timeout: float, rank: int, command: str = "train",
                  exit_fn=os._exit):

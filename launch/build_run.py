@@ -84,13 +84,13 @@ def build_parts(plan: RunPlan, *, data, backend, cleanup) -> Parts:
     tf.random.set_seed(plan.seed)
     net = build_net(plan)
     step = build_train_step(plan, net=net, backend=backend)
-    guard = None
+    stall_watchdog = None
     if plan.machine.stall_timeout:
-        guard = watchdog.Watchdog(timeout=plan.machine.stall_timeout,
-                                  long_timeout=plan.machine.stall_timeout_long,
-                                  rank=backend.rank)
-        cleanup.callback(guard.stop)
-    return Parts(data=data, net=net, step=step, watchdog=guard)
+        stall_watchdog = watchdog.Watchdog(timeout=plan.machine.stall_timeout,
+                                           long_timeout=plan.machine.stall_timeout_long,
+                                           rank=backend.rank)
+        cleanup.callback(stall_watchdog.stop)
+    return Parts(data=data, net=net, step=step, watchdog=stall_watchdog)
 
 
 def build_net(plan: RunPlan):

@@ -46,9 +46,9 @@ def main(model_dir):
                      lr_fn=lambda s: tf.constant(0.01))
     config = TrainConfig(model_dir=model_dir, batch_size=2, epochs=1, steps_per_epoch=50,
                          log_steps=1, steps_per_loop=1)
-    guard = Watchdog(timeout=3, long_timeout=60, rank=0)
+    stall_watchdog = Watchdog(timeout=3, long_timeout=60, rank=0)
     Trainer(data=StallingInput(), backend=backend,
-            train_step=step, config=config, watchdog=guard).train()
+            train_step=step, config=config, watchdog=stall_watchdog).train()
     print("finished without stalling")
 
 
