@@ -34,7 +34,7 @@ class TrainConfig:
     save_summary_steps: Optional[int] = None  # TensorBoard scalars every N steps (None: off)
     checkpoint_steps: Optional[int] = None   # also checkpoint every N steps (epoch ends always)
     keep_checkpoints: int = 5
-    steps_per_loop: Optional[int] = None     # steps per call; None: fitted (hooks.Pace)
+    steps_per_loop: Optional[int] = None     # steps per call; None: fitted (hooks.StopChecks)
     stop_within: float = 20.0                # seconds from a stop request to its checkpoint
     profile_steps: Optional[Tuple[int, int]] = None
     resume_from_checkpoint_path: Optional[str] = None  # used when model_dir holds none

@@ -6,7 +6,7 @@ fresh net each round), then runs the same compiled step in a bare `for` loop in 
 process (no metrics read, no checks, no logging) and reports steps/s of both, and their ratio.
 The Trainer's rate is its own images/s between boundaries after the first log interval (so
 tracing is left out), which it times after the device has finished. Rows: default flags
-(steps per call fitted by engine.hooks.Pace; the bare loop then runs 50 per call);
+(steps per call fitted by engine.hooks.StopChecks; the bare loop then runs 50 per call);
 steps_per_loop=1 (the old default); steps_per_loop=50; and under `horovodrun -np 2` (rank 0
 reports) the default with each worker's thread pools sized to its share of the cores (what
 launch.train does), the default with TensorFlow's own sizing, and steps_per_loop=50.

@@ -320,7 +320,7 @@ def test_profile_window_captures_its_steps_one_per_call_and_records_its_rate(tmp
     trainer = make_trainer(tmp_path, epochs=1, steps_per_epoch=12, steps_per_loop=12,
                            log_steps=12, profile_steps=(6, 9))
     trainer.train(hooks=[calls])
-    # Steps 1-4 one per call (the Pace's timing), 5 alone, 6 (the one before the window) too.
+    # Steps 1-4 one per call (the StepTimer's), 5 alone, 6 (the one before the window) too.
     assert calls.starts == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
     window = records(tmp_path, "profile")
     assert [(r["first_step"], r["step"]) for r in window] == [(7, 9)]

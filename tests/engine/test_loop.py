@@ -162,7 +162,7 @@ def test_validation_freq_evaluates_every_nth_epoch_and_the_last_with_precise_bn_
 
 def test_steps_per_loop_chunks_stop_at_every_event(tmp_path):
     """steps_per_loop=4, logs every 3, 5-step epochs: after the first 4 steps, one per call
-    (hooks.Pace times them), a chunk ends at the first of a log step, the epoch's end, or 4
+    (hooks.StepTimer times them), a chunk ends at the first of a log step, the epoch's end, or 4
     steps: 4-5 (epoch end), 5-6 (log), 6-9 (log), 9-10."""
     trainer = make_trainer(tmp_path, log_steps=3, steps_per_loop=4)
     trainer.train()
@@ -225,7 +225,7 @@ def test_device_is_read_only_at_event_boundaries(tmp_path, monkeypatch):
     """100 steps, logs every 50, one epoch, one step per call. Between two steps that are not
     at a boundary the host reads nothing back from the device (the old loop read the finite
     flag after every step); at a boundary, at most 2 reads through the loop's read point (the
-    finite flag, the metric sums). The boundaries: steps 1-4, which hooks.Pace times (one read
+    finite flag, the metric sums). The boundaries: steps 1-4, which hooks.StepTimer times (one read
     more: the agreed step time), and the 2 logs; the stop agreement runs at those 6 only (the
     stop cadence of this step, milliseconds long, is far beyond 100 steps)."""
     from engine import observe

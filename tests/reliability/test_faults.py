@@ -276,7 +276,7 @@ def test_a_stopped_horovod_worker_ends_the_job_then_rerun_resumes(small_data, tm
     command = [HOROVODRUN, "-np", "2", "-H", "localhost:2", "--gloo",
                *helpers.train_command(*run)]
     proc = start(command)
-    # The second epoch's checkpoint: by then the first call of several steps (after the Pace's
+    # The second epoch's checkpoint: by then the first call of several steps (after the StepTimer's
     # single timed steps) has been traced, a wait with the long allowance.
     wait_for(lambda: len(checkpoints(tmp_path)) >= 2)
     ranks = trainer_pids(tmp_path, proc.pid)
