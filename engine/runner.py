@@ -20,9 +20,10 @@ class StepRunner:
     as a loop of one, so that the net is traced once, not once per kind of call (a DenseNet-121
     trace takes seconds). Single steps with `loops` off, and the steps a window runs on its own,
     run as the plain step: its input wait is timed apart. `plain_until`: the last debugging
-    window's end step (0: none); single steps up to it run as the plain step too, so that it
-    traces at the segment's first step, long before the window, and the input's prefetch
-    buffer, refilled while a trace runs, is drained again by the time the window opens."""
+    window's end step (0: none; engine/hooks/windows.py's last_window_end); single steps up to
+    it run as the plain step too, so that it traces at the segment's first step, long before
+    the window, and the input's prefetch buffer, refilled while a trace runs, is drained again
+    by the time the window opens."""
 
     def __init__(self, *, train_step, iterator, meter: observe.Throughput, watchdog,
                  step_seconds=lambda: None, loops=False, plain_until=0):

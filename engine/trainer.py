@@ -13,6 +13,7 @@ from engine import hooks, observe, run_format
 from engine.best import BestCheckpoint
 from engine.controller import Controller, Hook
 from engine.evaluation import Evaluator
+from engine.hooks import windows
 from engine.run_state import RunState
 from engine.runner import StepRunner
 from engine.step import TrainStep
@@ -120,10 +121,11 @@ class Trainer:
             seed=cfg.seed, start_example=step * self.local_batch,
             micro_batches=self.train_step.micro_batches))
         meter = observe.Throughput(cfg.batch_size)
+        loop_hooks, epoch_end = self._hooks(meter)
         runner = StepRunner(train_step=self.train_step, iterator=iterator, meter=meter,
                             watchdog=self.watchdog, step_seconds=lambda: self.step_timer.seconds,
-                            loops=cfg.steps_per_loop != 1, plain_until=self._last_window_end())
-        loop_hooks, epoch_end = self._hooks(meter)
+                            loops=cfg.steps_per_loop != 1,
+                            plain_until=windows.last_window_end(loop_hooks))
         self._controller = Controller(
             run_steps=runner, hooks=loop_hooks + list(hooks),
             total_steps=cfg.epochs * cfg.steps_per_epoch,
@@ -189,12 +191,6 @@ class Trainer:
                                           global_batch=cfg.batch_size, train_log=train_log,
                                           console=self.console))
         return out, epoch_end
-
-    def _last_window_end(self):
-        """The last step of a debugging window (profile or tensor dumps), 0 without one."""
-        windows = [self.config.profile_steps,
-                   self.tensor_dumps.window if self.tensor_dumps is not None else None]
-        return max((window[1] for window in windows if window), default=0)
 
     def _announce_evaluation(self, step, epoch, metrics):
         self._controller.evaluated(step, epoch, metrics)
