@@ -95,10 +95,11 @@ def state_variables(train_step):
 
 def consolidate(train_step):
     """Leaves no worker holding a share of the run that the others lack (before a commit):
-    drifting statistics averaged, partial metric sums carried on every worker."""
+    drifting statistics averaged, partial metric sums carried on every worker. A lone worker
+    carries its sums too: a worker that joins receives the committed state, and would count
+    partial sums it received as its own."""
     train_step.average_drifting_statistics()
-    if train_step.backend.size > 1:
-        train_step.metrics.carry_partial_sums(train_step.backend)
+    train_step.metrics.carry_partial_sums(train_step.backend)
 
 
 class CommitHook(Hook):

@@ -185,3 +185,24 @@ def test_consolidation_leaves_a_departing_worker_no_share_of_the_run():
     assert read["loss"] == pytest.approx(loss / examples)
     assert read["top1"] == pytest.approx(top1 / examples)
     assert all(float(v.numpy()) == 0.0 for v in step.metrics.carried)
+
+
+def test_a_worker_that_joins_a_lone_worker_takes_no_copy_of_its_partial_sums():
+    """One worker commits mid-window (its partial sums of the steps since the last read), then a
+    worker joins and takes the committed state (the sync broadcasts every state variable): the
+    pair's next read counts those steps once, as the lone worker's own read would have."""
+    alone = Backend()
+    step = tiny_step(alone)
+    step(*batch(1))
+    step(*batch(2))
+    loss, top1, _, examples = (float(v.numpy()) for v in step.metrics.sums[:4])
+    state = elastic.TrainingState(train_step=step, backend=alone, values={})
+    state.commit()
+    # What the new worker receives: every state variable, by identity.
+    joined = {id(v): v.numpy() for v in elastic.state_variables(step)}
+    backend = PeerBackend()  # the lone worker is now rank 1 of 2; its peer holds `joined`
+    backend.peer = [joined[id(v)] for v in step.metrics.sums]
+    read = step.metrics.read_and_reset(backend)
+    assert read["examples"] == examples == 8
+    assert read["loss"] == pytest.approx(loss / examples, rel=1e-6)
+    assert read["top1"] == pytest.approx(top1 / examples, rel=1e-6)
