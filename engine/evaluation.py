@@ -79,7 +79,7 @@ class Evaluator:
         # the worker count.
         micro_batches = self.train_step.micro_batches
         data = self.data.train_dataset(
-            self.local_batch, shard_index=self.backend.rank, num_shards=self.backend.size,
+            self.local_batch, worker=self.backend.rank, workers=self.backend.size,
             seed=precise_bn.stream_seed(self.seed, epoch), micro_batches=micro_batches)
         if self.statistics is None:
             self.statistics = precise_bn.statistics_function(self.train_step.net)
@@ -108,8 +108,8 @@ class Evaluator:
         batches = self.data.eval_batches(self.local_batch, self.backend.size)
         if self.validation_steps:
             batches = min(batches, self.validation_steps)
-        dataset = self.data.eval_dataset(self.local_batch, shard_index=self.backend.rank,
-                                         num_shards=self.backend.size)
+        dataset = self.data.eval_dataset(self.local_batch, worker=self.backend.rank,
+                                         workers=self.backend.size)
         start = time.perf_counter()
         for i, (images, labels, mask) in enumerate(dataset.take(batches)):
             self.watchdog.expect(f"evaluation batch {i + 1}", step, long=True)

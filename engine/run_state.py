@@ -92,7 +92,7 @@ class RunState:
         self.slots.assign(slots)
         return step, restored, writers, written_slots
 
-    def go_on(self, *, elapsed):
+    def start_from_memory(self, *, elapsed):
         """Starts a run segment from the state already in memory (an elastic training's state,
         synchronized from rank 0 after the workers changed), `elapsed` seconds of training
         before it; returns its step."""

@@ -114,10 +114,10 @@ class Trainer:
         `hooks`: more Hooks for this segment, run after the built-in ones."""
         cfg = self.config
         step = self._start() if in_memory_elapsed is None else \
-            self.state.go_on(elapsed=in_memory_elapsed)
+            self.state.start_from_memory(elapsed=in_memory_elapsed)
         self.recorder.truncate_after(step)
         iterator = iter(self.data.train_dataset(
-            self.local_batch, shard_index=self.backend.rank, num_shards=self.backend.size,
+            self.local_batch, worker=self.backend.rank, workers=self.backend.size,
             seed=cfg.seed, start_example=step * self.local_batch,
             micro_batches=self.train_step.micro_batches))
         meter = observe.Throughput(cfg.batch_size)

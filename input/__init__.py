@@ -2,8 +2,8 @@
 
     data = input.build("imagenet", dataset_dir="/data/imagenet/tf_records",
                        options=input.InputOptions(image_size=224))
-    train = data.train_dataset(batch_size=64, shard_index=rank, num_shards=size, seed=1)
-    evaluation = data.eval_dataset(batch_size=64, shard_index=rank, num_shards=size)
+    train = data.train_dataset(batch_size=64, worker=rank, workers=size, seed=1)
+    evaluation = data.eval_dataset(batch_size=64, worker=rank, workers=size)
 """
 from input.modules import ImageFolder, ImageNetRecords, Synthetic
 from input.options import FIELDS, InputOptions

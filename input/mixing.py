@@ -95,13 +95,13 @@ def cutmix_box(height, width, lam, seed):
 
 
 def mix_batches(batches: tf.data.Dataset, mixing: Mixing, *, num_classes: int, seed: int,
-                worker: int, first_batch: int = 0) -> tf.data.Dataset:
-    """(images, labels) batches -> (mixed images, soft targets), batch k of this worker's
-    stream (counted from `first_batch`, the batches a resumed run already took) keyed by
-    (seed, k, worker)."""
+                slot: int, first_batch: int = 0) -> tf.data.Dataset:
+    """(images, labels) batches -> (mixed images, soft targets), batch k of micro-batch slot
+    `slot`'s stream (counted from `first_batch`, the batches a resumed run already took) keyed
+    by (seed, k, slot), whichever worker runs the slot."""
     def mix(number, batch):
         images, labels = batch
         key = tf.random.experimental.stateless_fold_in(
-            tf.stack([tf.constant(seed, tf.int64), number]), worker)
+            tf.stack([tf.constant(seed, tf.int64), number]), slot)
         return mixing(images, labels, num_classes=num_classes, seed=key)
     return batches.enumerate(start=first_batch).map(mix, num_parallel_calls=tf.data.AUTOTUNE)

@@ -1,14 +1,14 @@
 """Input modules: `imagenet` (the recipe's TFRecords), `folder` (class-per-folder images),
 `synthetic` (random tensors on the device, no I/O).
 
-Every module offers, for this worker (shard_index of num_shards):
-    train_dataset(batch_size, shard_index=, num_shards=, seed=, start_example=,
+Every module offers, for worker `worker` (its rank) of `workers`:
+    train_dataset(batch_size, worker=, workers=, seed=, start_example=,
         micro_batches=) -> endless (images float32 [B, S, S, 3], labels [B] int32 0-based)
         batches; with `mixing` (mixup/CutMix), soft targets [B, num_classes] float32 instead of
         the labels. Each batch is `micro_batches` micro-batches of the run's slots (see
         `worker_slots`), each slot's stream a function of (seed, slot, position) alone.
-    eval_dataset(batch_size, shard_index=, num_shards=) -> one exact pass of
-        (images, labels, mask) batches; eval_batches(batch_size, num_shards) of them
+    eval_dataset(batch_size, worker=, workers=) -> one exact pass of
+        (images, labels, mask) batches; eval_batches(batch_size, workers) of them
     num_examples(split), num_classes, class_names (or None)
     explain(error, splits=) -> InputError: a pipeline failure, located (file and record) where
         possible
@@ -28,14 +28,14 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 SPLITS = ("train", "validation")
 
 
-def worker_slots(shard_index, num_shards, micro_batches):
-    """The slots whose micro-batches worker `shard_index` of `num_shards` runs, in order: a
-    run's global batch is num_shards x micro_batches fixed slots, and worker r runs slots r,
-    r + W, r + 2W, ... (W workers). Any W that divides the slot count runs the same slots."""
-    return [shard_index + i * num_shards for i in range(micro_batches)]
+def worker_slots(worker, workers, micro_batches):
+    """The slots whose micro-batches worker `worker` of `workers` (W) runs, in order: a run's
+    global batch is W x micro_batches fixed slots, and worker r runs slots r, r + W, r + 2W,
+    ... Any W that divides the slot count runs the same slots."""
+    return [worker + i * workers for i in range(micro_batches)]
 
 
-def slot_batches(slot_stream, batch_size, *, shard_index, num_shards, start_example,
+def slot_batches(slot_stream, batch_size, *, worker, workers, start_example,
                  micro_batches):
     """This worker's batches: one micro-batch of each of its slots, in slot order, joined.
 
@@ -45,9 +45,9 @@ def slot_batches(slot_stream, batch_size, *, shard_index, num_shards, start_exam
     if batch_size % micro_batches:
         raise ValueError(f"a batch of {batch_size} does not split into {micro_batches} "
                          f"micro-batches")
-    micro, num_slots = batch_size // micro_batches, num_shards * micro_batches
+    micro, num_slots = batch_size // micro_batches, workers * micro_batches
     streams = [slot_stream(micro, slot, num_slots, start_example // micro_batches)
-               for slot in worker_slots(shard_index, num_shards, micro_batches)]
+               for slot in worker_slots(worker, workers, micro_batches)]
     if len(streams) == 1:
         return streams[0]
 
@@ -56,11 +56,11 @@ def slot_batches(slot_stream, batch_size, *, shard_index, num_shards, start_exam
     return tf.data.Dataset.zip(tuple(streams)).map(join).prefetch(pipeline.AUTOTUNE)
 
 
-def _mixed(batches, mixing, *, num_classes, seed, worker, first_batch):
+def _mixed(batches, mixing, *, num_classes, seed, slot, first_batch):
     """The batches, mixed when `mixing` is on (mixing.mix_batches)."""
     if mixing is None or not mixing.enabled:
         return batches
-    return mixes.mix_batches(batches, mixing, num_classes=num_classes, seed=seed, worker=worker,
+    return mixes.mix_batches(batches, mixing, num_classes=num_classes, seed=seed, slot=slot,
                              first_batch=first_batch)
 
 
@@ -103,7 +103,7 @@ class _FileBacked:
         paths = self.source(split).paths
         return [(paths.index(path), index) for path, index, _ in self.bad_examples(split)]
 
-    def train_dataset(self, batch_size, *, shard_index=0, num_shards=1, seed=0, start_example=0,
+    def train_dataset(self, batch_size, *, worker=0, workers=1, seed=0, start_example=0,
                       micro_batches=1):
         def slot_stream(micro, slot, num_slots, start):
             batches = pipeline.train_dataset(
@@ -111,19 +111,19 @@ class _FileBacked:
                 seed=seed, start_example=start, skip_examples=self._skip_examples("train"),
                 options=self.options)
             return _mixed(batches, self.mixing, num_classes=self.num_classes, seed=seed,
-                          worker=slot, first_batch=start // micro)
-        return slot_batches(slot_stream, batch_size, shard_index=shard_index,
-                            num_shards=num_shards, start_example=start_example,
+                          slot=slot, first_batch=start // micro)
+        return slot_batches(slot_stream, batch_size, worker=worker,
+                            workers=workers, start_example=start_example,
                             micro_batches=micro_batches)
 
-    def eval_dataset(self, batch_size, *, shard_index=0, num_shards=1):
+    def eval_dataset(self, batch_size, *, worker=0, workers=1):
         return pipeline.eval_dataset(
-            self.source("validation"), batch_size=batch_size, shard_index=shard_index,
-            num_shards=num_shards, skip_examples=self._skip_examples("validation"),
+            self.source("validation"), batch_size=batch_size, shard_index=worker,
+            num_shards=workers, skip_examples=self._skip_examples("validation"),
             options=self.options)
 
-    def eval_batches(self, batch_size, num_shards=1):
-        return pipeline.eval_batches(self.source("validation").counts, batch_size, num_shards)
+    def eval_batches(self, batch_size, workers=1):
+        return pipeline.eval_batches(self.source("validation").counts, batch_size, workers)
 
     def explain(self, error, *, splits=SPLITS):
         """An InputError for a failure of this module's pipelines (a tf.errors.OpError): the
@@ -256,26 +256,26 @@ class Synthetic:
                                              tf.int32)
         return images, labels
 
-    def train_dataset(self, batch_size, *, shard_index=0, num_shards=1, seed=0, start_example=0,
+    def train_dataset(self, batch_size, *, worker=0, workers=1, seed=0, start_example=0,
                       micro_batches=1):
         def slot_stream(micro, slot, num_slots, start):
             del num_slots  # every slot repeats its own batch
             batches = tf.data.Dataset.from_tensors(self._batch(micro, seed + slot))
             return _mixed(batches.repeat(), self.mixing, num_classes=self.num_classes,
-                          seed=seed, worker=slot, first_batch=start // micro)
-        return slot_batches(slot_stream, batch_size, shard_index=shard_index,
-                            num_shards=num_shards, start_example=start_example,
+                          seed=seed, slot=slot, first_batch=start // micro)
+        return slot_batches(slot_stream, batch_size, worker=worker,
+                            workers=workers, start_example=start_example,
                             micro_batches=micro_batches)
 
-    def eval_batches(self, batch_size, num_shards=1):
+    def eval_batches(self, batch_size, workers=1):
         counts = [self._counts["validation"]]
-        return pipeline.eval_batches(counts, batch_size, num_shards)
+        return pipeline.eval_batches(counts, batch_size, workers)
 
-    def eval_dataset(self, batch_size, *, shard_index=0, num_shards=1):
+    def eval_dataset(self, batch_size, *, worker=0, workers=1):
         total = self._counts["validation"]
-        mine = (total - shard_index + num_shards - 1) // num_shards
-        batches = self.eval_batches(batch_size, num_shards)
-        images, labels = self._batch(batch_size, 10_000 + shard_index)
+        mine = (total - worker + workers - 1) // workers
+        batches = self.eval_batches(batch_size, workers)
+        images, labels = self._batch(batch_size, 10_000 + worker)
         mask = tf.cast(tf.range(batches * batch_size) < mine, tf.float32)
         masks = tf.data.Dataset.from_tensor_slices(tf.reshape(mask, [batches, batch_size]))
         return masks.map(lambda m: (images, labels, m))

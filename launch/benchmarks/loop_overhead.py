@@ -54,8 +54,8 @@ def bare_rate(step, data, backend, steps_per_loop, steps):
     """Steps/s of the same compiled step called in a plain loop, synced once at the end."""
     import tensorflow as tf
     steps_per_loop = steps_per_loop or 50
-    iterator = iter(data.train_dataset(BATCH, shard_index=backend.rank,
-                                       num_shards=backend.size))
+    iterator = iter(data.train_dataset(BATCH, worker=backend.rank,
+                                       workers=backend.size))
     calls = max(1, steps // steps_per_loop)
     start = time.perf_counter()
     for _ in range(calls):

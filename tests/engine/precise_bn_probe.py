@@ -45,7 +45,7 @@ def main(data_dir, out_dir):
         return original(bn, x, training)
 
     layers.BatchNorm.__call__ = recording
-    stream = data.train_dataset(4, shard_index=backend.rank, num_shards=backend.size,
+    stream = data.train_dataset(4, worker=backend.rank, workers=backend.size,
                                 seed=precise_bn.stream_seed(SEED, 1))
     for images, _ in stream.take(BATCHES):
         net.forward(images, training=True, dropout=False)

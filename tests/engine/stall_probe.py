@@ -34,8 +34,8 @@ class StallingInput:
     def eval_dataset(self, batch_size, **kwargs):
         return self.inner.eval_dataset(batch_size, **kwargs)
 
-    def eval_batches(self, batch_size, num_shards=1):
-        return self.inner.eval_batches(batch_size, num_shards)
+    def eval_batches(self, batch_size, workers=1):
+        return self.inner.eval_batches(batch_size, workers)
 
 
 def main(model_dir):

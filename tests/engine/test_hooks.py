@@ -23,7 +23,7 @@ from engine import (
     model,
     optimizers,
 )
-from engine.hooks import PeriodicCheckpoint, TrainLog
+from engine.hooks import PeriodicCheckpoint
 from engine.tensor_dumps import TensorDumps
 from tests.engine.standins import Linear
 
@@ -196,13 +196,6 @@ def test_train_log_records_each_interval_and_epoch_end_with_the_intervals_mean(t
     scalars = read_events(tmp_path / "train")
     assert len(scalars["loss"]) == 4  # steps 4, 5, 8, 10
     np.testing.assert_allclose(scalars["loss"], loss, rtol=1e-5)
-
-
-def test_train_log_cadence_alone():
-    log = TrainLog(train_step=None, backend=None, recorder=None, meter=None, log=None,
-                   log_steps=4, summary_steps=6, steps_per_epoch=10)
-    assert [s for s in range(1, 31) if log.due(s)] == [4, 6, 8, 10, 12, 16, 18, 20, 24, 28,
-                                                       30]
 
 
 class Capture(Hook):

@@ -59,7 +59,7 @@ class Batches:
         self.nan_from_step = nan_from_step
         self.num_classes = 4
 
-    def train_dataset(self, batch_size, *, shard_index=0, num_shards=1, seed=0, start_example=0,
+    def train_dataset(self, batch_size, *, worker=0, workers=1, seed=0, start_example=0,
                       micro_batches=1):
         data = self.inner.train_dataset(batch_size, seed=seed, micro_batches=micro_batches)
         if self.nan_from_step is None:
@@ -73,8 +73,8 @@ class Batches:
     def eval_dataset(self, batch_size, **kwargs):
         return self.inner.eval_dataset(batch_size, **kwargs)
 
-    def eval_batches(self, batch_size, num_shards=1):
-        return self.inner.eval_batches(batch_size, num_shards)
+    def eval_batches(self, batch_size, workers=1):
+        return self.inner.eval_batches(batch_size, workers)
 
 
 class CountingStep:

@@ -52,7 +52,7 @@ def test_skip_corrupt_leaves_bad_examples_out_and_counts_them(corrupt_jpeg_dir):
         [("train-00001-of-00002", 1)]
     for shards in (1, 2):
         masks = [m for s in range(shards)
-                 for _, _, m in data.eval_dataset(2, shard_index=s, num_shards=shards)]
+                 for _, _, m in data.eval_dataset(2, worker=s, workers=shards)]
         assert float(np.sum(masks)) == 5.0
     labels = [int(label) for _, label in data.train_dataset(1).unbatch().take(15)]
     assert 9 not in labels  # label 10 (class 9) is only on the corrupt record ...
@@ -96,15 +96,15 @@ def test_missing_and_empty_splits_are_refused(tmp_path):
         build(tmp_path).num_examples("train")
 
 
-@pytest.mark.parametrize("num_shards", [1, 3])
-def test_skip_corrupt_resume_continues_the_same_stream(corrupt_jpeg_dir, num_shards):
+@pytest.mark.parametrize("workers", [1, 3])
+def test_skip_corrupt_resume_continues_the_same_stream(corrupt_jpeg_dir, workers):
     """A worker's data-epoch is its share less the skipped records (5 of 6 with one worker; with
     3 workers for 2 files, records are dealt and one worker holds the bad one), so a resume at
     example k lands where the uninterrupted stream was after k examples."""
     data = build(corrupt_jpeg_dir, skip_corrupt=True)
-    for shard in range(num_shards):
+    for shard in range(workers):
         whole = [int(label) for _, label in data.train_dataset(
-            1, shard_index=shard, num_shards=num_shards, seed=2).unbatch().take(12)]
+            1, worker=shard, workers=workers, seed=2).unbatch().take(12)]
         resumed = [int(label) for _, label in data.train_dataset(
-            1, shard_index=shard, num_shards=num_shards, seed=2, start_example=7).unbatch().take(5)]
+            1, worker=shard, workers=workers, seed=2, start_example=7).unbatch().take(5)]
         assert resumed == whole[7:12]

@@ -95,17 +95,17 @@ def test_probability_and_switch_share():
 
 
 @pytest.mark.smoke
-def test_stream_mixes_by_batch_number_and_worker():
+def test_stream_mixes_by_batch_number_and_slot():
     images, labels = batch()
     data = tf.data.Dataset.from_tensors((images, labels)).repeat(6)
     mix = mixing.Mixing(mixup_alpha=1.0, cutmix_alpha=1.0)
 
-    def run(first_batch, worker, take):
+    def run(first_batch, slot, take):
         stream = data.take(take)
         return [t.numpy() for _, t in mixing.mix_batches(
-            stream, mix, num_classes=CLASSES, seed=9, worker=worker, first_batch=first_batch)]
+            stream, mix, num_classes=CLASSES, seed=9, slot=slot, first_batch=first_batch)]
     whole = run(0, 0, 6)
     assert [t.tobytes() for t in run(4, 0, 2)] == [t.tobytes() for t in whole[4:]]
-    other_worker = run(0, 1, 6)
-    assert all(a.tobytes() != b.tobytes() for a, b in zip(whole, other_worker))
+    other_slot = run(0, 1, 6)
+    assert all(a.tobytes() != b.tobytes() for a, b in zip(whole, other_slot))
     assert len({t.tobytes() for t in whole}) == 6

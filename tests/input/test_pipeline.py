@@ -25,17 +25,17 @@ def module(data_dir, **options):
                         deterministic=True, **options)
 
 
-@pytest.mark.parametrize("num_shards", [1, 2, 3, 7])
-def test_training_shards_cover_every_record_once_per_epoch(data_dir, num_shards):
+@pytest.mark.parametrize("workers", [1, 2, 3, 7])
+def test_training_shards_cover_every_record_once_per_epoch(data_dir, workers):
     from input import pipeline
     """With fewer files than workers (7) records are dealt out instead of files; either way,
     in every data-epoch the workers together see each record exactly once."""
     data = module(data_dir)
     epochs = [[], []]
-    for shard in range(num_shards):
-        per_epoch = pipeline.examples_per_worker(data.source("train").counts, shard, num_shards)
+    for shard in range(workers):
+        per_epoch = pipeline.examples_per_worker(data.source("train").counts, shard, workers)
         labels = [int(label) for _, label in data.train_dataset(
-            1, shard_index=shard, num_shards=num_shards, seed=3).unbatch().take(2 * per_epoch)]
+            1, worker=shard, workers=workers, seed=3).unbatch().take(2 * per_epoch)]
         epochs[0] += labels[:per_epoch]
         epochs[1] += labels[per_epoch:]
         if per_epoch >= 4:
@@ -44,19 +44,19 @@ def test_training_shards_cover_every_record_once_per_epoch(data_dir, num_shards)
         assert sorted(seen) == list(range(25))
 
 
-@pytest.mark.parametrize("num_shards", [1, 2, 3, 7])
-def test_evaluation_counts_every_example_once(data_dir, num_shards):
+@pytest.mark.parametrize("workers", [1, 2, 3, 7])
+def test_evaluation_counts_every_example_once(data_dir, workers):
     data = module(data_dir)
-    batches = data.eval_batches(4, num_shards)
+    batches = data.eval_batches(4, workers)
     real, padding = [], 0
-    for shard in range(num_shards):
-        got = list(data.eval_dataset(4, shard_index=shard, num_shards=num_shards))
+    for shard in range(workers):
+        got = list(data.eval_dataset(4, worker=shard, workers=workers))
         assert len(got) == batches  # the same number of steps on every worker
         for _, labels, mask in got:
             real += [int(label) for label, m in zip(labels, mask) if m == 1.0]
             padding += int(np.sum(np.asarray(mask) == 0.0))
     assert sorted(real) == list(range(25))
-    assert padding == batches * 4 * num_shards - 25
+    assert padding == batches * 4 * workers - 25
 
 
 def test_resume_continues_the_same_stream(data_dir):
@@ -134,7 +134,7 @@ def test_png_cmyk_and_greyscale_decode_to_rgb():
 def test_synthetic_module_is_exact_too():
     data = inputs.build("synthetic", image_size=8, num_classes=5, num_val_examples=10)
     masks = [np.asarray(m) for shard in range(3)
-             for _, _, m in data.eval_dataset(2, shard_index=shard, num_shards=3)]
+             for _, _, m in data.eval_dataset(2, worker=shard, workers=3)]
     assert sum(m.sum() for m in masks) == 10
     images, labels = next(iter(data.train_dataset(4)))
     assert images.shape == (4, 8, 8, 3) and int(tf.reduce_max(labels)) < 5

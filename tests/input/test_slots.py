@@ -29,7 +29,7 @@ def by_slot(data, workers, per_worker, *, steps=STEPS, start_step=0):
     """{(step, slot): (images, targets)} of every worker's batches, cut into micro-batches."""
     out = {}
     for rank in range(workers):
-        batches = data.train_dataset(MICRO * per_worker, shard_index=rank, num_shards=workers,
+        batches = data.train_dataset(MICRO * per_worker, worker=rank, workers=workers,
                                      seed=3, start_example=start_step * MICRO * per_worker,
                                      micro_batches=per_worker)
         slots = modules.worker_slots(rank, workers, per_worker)

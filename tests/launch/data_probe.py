@@ -28,13 +28,13 @@ class Probed:
     def __getattr__(self, name):
         return getattr(self.inner, name)
 
-    def train_dataset(self, batch_size, *, shard_index=0, num_shards=1, seed=0,
+    def train_dataset(self, batch_size, *, worker=0, workers=1, seed=0,
                       start_example=0, micro_batches=1):
-        batches = self.inner.train_dataset(batch_size, shard_index=shard_index,
-                                           num_shards=num_shards, seed=seed,
+        batches = self.inner.train_dataset(batch_size, worker=worker,
+                                           workers=workers, seed=seed,
                                            start_example=start_example,
                                            micro_batches=micro_batches)
-        slots = worker_slots(shard_index, num_shards, micro_batches)
+        slots = worker_slots(worker, workers, micro_batches)
         micro, steps_done = batch_size // micro_batches, start_example // batch_size
         path = os.path.join(os.environ["DATA_PROBE_DIR"], f"{os.getpid()}.txt")
         delay = float(os.environ.get("DATA_PROBE_SECONDS", "0"))
