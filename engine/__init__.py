@@ -4,7 +4,14 @@ Takes plain Python objects; never reads flags."""
 from engine import best, cadence, distributed, losses, optimizers, schedules
 from engine.checkpoints import ModelDirLock, recorded_slots, restore_net
 from engine.controller import Controller, Hook, SingleStep
-from engine.errors import CheckpointError, EngineError, HeadMismatch, ModelDirLocked, NonFiniteLoss
+from engine.errors import (
+    CheckpointError,
+    EngineError,
+    HeadMismatch,
+    ModelDirLocked,
+    NonFiniteLoss,
+    WriteFailed,
+)
 from engine.hooks import StopRequested
 from engine.model import Model
 from engine.step import EvalStep, TrainStep
@@ -13,5 +20,6 @@ from engine.trainer import TrainConfig, Trainer
 
 __all__ = ["best", "cadence", "distributed", "losses", "optimizers", "schedules", "ModelDirLock",
            "recorded_slots", "restore_net", "CheckpointError", "EngineError", "HeadMismatch",
-           "ModelDirLocked", "NonFiniteLoss", "StopRequested", "TargetReached", "Trainer",
-           "TrainConfig", "EvalStep", "TrainStep", "Controller", "Hook", "SingleStep", "Model"]
+           "ModelDirLocked", "NonFiniteLoss", "WriteFailed", "StopRequested", "TargetReached",
+           "Trainer", "TrainConfig", "EvalStep", "TrainStep", "Controller", "Hook", "SingleStep",
+           "Model"]

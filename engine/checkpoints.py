@@ -9,8 +9,9 @@ import os
 
 import tensorflow as tf
 
+from engine import files
 from engine.ema import WeightEma
-from engine.errors import CheckpointError, HeadMismatch, ModelDirLocked
+from engine.errors import CheckpointError, HeadMismatch, ModelDirLocked, WriteFailed
 
 
 class ModelDirLock:
@@ -18,9 +19,13 @@ class ModelDirLock:
     the process dies), so that two runs never write the same checkpoints."""
 
     def __init__(self, model_dir):
-        os.makedirs(model_dir, exist_ok=True)
         self.path = os.path.join(model_dir, ".lock")
-        self._file = open(self.path, "a+")
+        try:
+            os.makedirs(model_dir, exist_ok=True)
+            self._file = open(self.path, "a+")
+        except OSError as e:  # read-only, full, or not a directory: refused before training
+            raise WriteFailed(f"cannot write in model_dir {model_dir}: "
+                              f"{e.strerror or e}") from None
         try:
             fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -29,10 +34,14 @@ class ModelDirLock:
             self._file.close()
             raise ModelDirLocked(f"model_dir {model_dir} is in use by {holder}; "
                                  f"wait for it or choose another --model_dir") from None
-        self._file.seek(0)
-        self._file.truncate()
-        self._file.write(f"pid {os.getpid()} on {os.uname().nodename}\n")
-        self._file.flush()
+        try:
+            self._file.seek(0)
+            self._file.truncate()
+            self._file.write(f"pid {os.getpid()} on {os.uname().nodename}\n")
+            self._file.flush()
+        except OSError as e:
+            self.release()
+            raise WriteFailed(f"cannot write in model_dir {model_dir}: {e.strerror or e}") from None
 
     def release(self):
         if not self._file.closed:
@@ -58,16 +67,33 @@ class Checkpoints:
         self.manager = tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=keep)
 
     def save(self, step):
-        """Writes a checkpoint (rank 0). A failed write (disk full) raises CheckpointError;
-        the previous checkpoints stay valid because TF writes to a temporary name first."""
+        """Writes a checkpoint (rank 0). A failed write (disk full, read-only) removes what it
+        left of this checkpoint and raises WriteFailed; the previous checkpoints stay valid
+        because TensorFlow names a checkpoint in the directory's state file only once it is
+        whole."""
         if not self.is_chief:
             return None
         try:
             return self.manager.save(checkpoint_number=step)
         except (tf.errors.OpError, OSError) as e:
-            message = getattr(e, "message", str(e)).splitlines()[0]
-            raise CheckpointError(f"could not write a checkpoint to {self.directory}: "
-                                  f"{message}") from None
+            prefix = os.path.join(self.directory, f"ckpt-{step}")
+            if prefix not in self._named():
+                files.remove_partial_checkpoint(prefix)
+            files.remove_stale_temporaries(self.directory)
+            raise WriteFailed(f"could not write a checkpoint to {self.directory}: "
+                              f"{files.cause(e)}") from None
+
+    def _named(self):
+        """The checkpoints the directory's state file names."""
+        try:
+            state = tf.train.get_checkpoint_state(self.directory)
+        except (tf.errors.OpError, OSError):
+            return []
+        return list(state.all_model_checkpoint_paths) if state else []
+
+    def remove_leftovers(self):
+        """What a save killed mid-write left (the chief, before it resumes); their paths."""
+        return files.remove_stale_temporaries(self.directory) if self.is_chief else []
 
     def restore(self, path, expect_partial=False):
         """Restores `path`; CheckpointError naming it if it is unreadable or of another model."""

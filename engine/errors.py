@@ -20,3 +20,8 @@ class ModelDirLocked(EngineError):
 
 class NonFiniteLoss(EngineError):
     """The loss or the gradients became NaN or Inf; the message names the step."""
+
+
+class WriteFailed(EngineError):
+    """A file of the run could not be written (disk full, read-only, over quota, gone); the
+    message names the file and the cause. Whatever was half-written is removed first."""

@@ -22,6 +22,9 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from engine import files
+from engine.errors import WriteFailed
+
 METRICS_FILE = "metrics.jsonl"
 TRAIN, VALIDATION, VALIDATION_EMA = "train", "validation", "validation_ema"
 PROFILE, TENSOR_DUMPS = "profile", "tensor_dumps"
@@ -80,11 +83,7 @@ class Recorder:
         if not self.enabled or not os.path.exists(self.path):
             return
         kept = [line for line in self.records() if line["step"] <= step]
-        tmp = self.path + ".tmp"
-        with open(tmp, "w") as f:
-            for record in kept:
-                f.write(json.dumps(record) + "\n")
-        os.replace(tmp, self.path)
+        files.write_whole(self.path, "".join(json.dumps(record) + "\n" for record in kept))
 
     def records(self):
         if not os.path.exists(self.path):
@@ -104,26 +103,32 @@ class Recorder:
         resume needs (records past the checkpoint are dropped anyway)."""
         if not self.enabled:
             return
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        files.append_whole(self.path, json.dumps(record) + "\n")
 
     def sync(self):
         """fsync of metrics.jsonl: costly on some disks, so once per checkpoint, not per
         record (`python -m launch.benchmark --mode=loop_overhead` shows the loop's cost)."""
         if self.enabled and os.path.exists(self.path):
-            with open(self.path, "a") as f:
-                os.fsync(f.fileno())
+            try:
+                with open(self.path, "a") as f:
+                    os.fsync(f.fileno())
+            except OSError as e:
+                raise files.failed(self.path, e) from None
 
     def scalars(self, split, step, values):
         if not self.enabled:
             return
-        if split not in self._writers:
-            self._writers[split] = tf.summary.create_file_writer(
-                os.path.join(self.model_dir, split))
-        with self._writers[split].as_default(step=step):
-            for name, value in values.items():
-                tf.summary.scalar(name, value)
-        self._writers[split].flush()
+        directory = os.path.join(self.model_dir, split)
+        try:
+            if split not in self._writers:
+                self._writers[split] = tf.summary.create_file_writer(directory)
+            with self._writers[split].as_default(step=step):
+                for name, value in values.items():
+                    tf.summary.scalar(name, value)
+            self._writers[split].flush()
+        except (tf.errors.OpError, OSError) as e:
+            raise WriteFailed(f"could not write TensorBoard events to {directory}: "
+                              f"{files.cause(e)}") from None
 
 
 def read_records(model_dir):

@@ -48,6 +48,8 @@ class RunState:
         # without a shared file system hold the run's files on rank 0's host only.
         restored = None
         if self.backend.is_chief:
+            for path in self.checkpoints.remove_leftovers():
+                self.log(f"removed {path}, what a checkpoint write that did not finish left")
             restored = self.checkpoints.restore_latest(allow_fresh_start)
             if restored is None and resume_from:
                 restored = self.checkpoints.restore(resume_from)

@@ -63,6 +63,7 @@ class Trainer:
                                                                  config)
         self.watchdog = watchdog or NoWatchdog()
         self.tensor_dumps = tensor_dumps
+        self._segment_start_step = None
         self.console = observe.Console(print_fn=log, out=out)
         # The pace of each segment (engine/hooks/pace.py): its stop checks are the boundaries
         # where elastic training commits.
@@ -101,6 +102,14 @@ class Trainer:
         self.tensor_dumps = tensor_dumps
         self._follow_workers()
 
+    def steps_run(self) -> int:
+        """Steps applied since this process's training segment started (0 before one started;
+        a device read): whether a failing step had run before."""
+        if self._segment_start_step is None:
+            return 0
+        return int(observe.to_host([self.train_step.optimizer.iterations])[0]) - \
+            self._segment_start_step
+
     def save(self, step):
         """Writes the checkpoint of `step`, after telling the hooks (Hook.before_checkpoint:
         elastic training commits there, so that a checkpoint holds a committed state)."""
@@ -115,6 +124,7 @@ class Trainer:
         cfg = self.config
         step = self._start() if in_memory_elapsed is None else \
             self.state.start_from_memory(elapsed=in_memory_elapsed)
+        self._segment_start_step = step
         self.recorder.truncate_after(step)
         iterator = iter(self.data.train_dataset(
             self.local_batch, worker=self.backend.rank, workers=self.backend.size,

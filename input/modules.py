@@ -10,12 +10,13 @@ Every module offers, for worker `worker` (its rank) of `workers`:
     eval_dataset(batch_size, worker=, workers=) -> one exact pass of
         (images, labels, mask) batches; eval_batches(batch_size, workers) of them
     num_examples(split), num_classes, class_names (or None)
-    explain(error, splits=) -> InputError: a pipeline failure, located (file and record) where
-        possible
+    explain(error, splits=, seconds=) -> InputError: a pipeline failure, located (file and
+        record) where a search of at most `seconds` finds it
 """
 import glob
 import json
 import os
+import time
 from typing import Optional
 
 import tensorflow as tf
@@ -125,22 +126,42 @@ class _FileBacked:
     def eval_batches(self, batch_size, workers=1):
         return pipeline.eval_batches(self.source("validation").counts, batch_size, workers)
 
-    def explain(self, error, *, splits=SPLITS):
-        """An InputError for a failure of this module's pipelines (a tf.errors.OpError): the
-        label check's own message, else the first bad example found by scanning `splits`,
-        else the error's first line (it may not be the input's: a run fails as a whole)."""
+    def explain(self, error, *, splits=SPLITS, seconds=None):
+        """An InputError for a failure raised inside this module's pipelines (a
+        tf.errors.OpError): the label check's own message, else the first bad example found by
+        decoding `splits` one example at a time for at most `seconds` in all (None: no limit),
+        else the error's first line and where to go from there."""
         label = records.label_error(error)
         if label:
             return records.InputError(label)
+        line = records.one_line(error)
+        left = seconds
+        searched = []
         for split in splits:
             try:
-                bad = pipeline.find_bad_examples(self.source(split), limit=1)
+                if left is None:
+                    bad = pipeline.find_bad_examples(self.source(split), limit=1)
+                    found, examined, whole = (bad[0] if bad else None), None, True
+                else:
+                    started = time.monotonic()
+                    found, examined, whole = pipeline.first_bad_example(self.source(split),
+                                                                        seconds=left)
+                    left = max(0.0, left - (time.monotonic() - started))
             except Exception:  # noqa: BLE001 - a diagnosis must not hide the original error
-                bad = []
-            if bad:
-                path, index, reason = bad[0]
+                continue
+            if found:
+                path, index, reason = found
                 return records.InputError(f"bad input: {path} record {index}: {reason}")
-        return records.InputError(f"training stopped: {records.one_line(error)}")
+            if not whole:
+                searched.append(f"the first {examined:,} examples of {split}")
+                return records.InputError(
+                    f"bad input: {line}; no bad example among {', '.join(searched)} (searched "
+                    f"for {seconds:.0f} s): run again with --skip_corrupt, which scans the data "
+                    f"once and leaves bad examples out, or check the data set's files")
+            searched.append(f"all of {split}")
+        return records.InputError(f"the input pipeline failed: {line} (no bad example in "
+                                  f"{', '.join(searched) or 'the data'}: every example decodes "
+                                  f"alone)")
 
 
 class ImageNetRecords(_FileBacked):
@@ -280,9 +301,9 @@ class Synthetic:
         masks = tf.data.Dataset.from_tensor_slices(tf.reshape(mask, [batches, batch_size]))
         return masks.map(lambda m: (images, labels, m))
 
-    def explain(self, error, *, splits=SPLITS):
-        del splits  # nothing to scan: synthetic data cannot be corrupt
-        return records.InputError(f"training stopped: {records.one_line(error)}")
+    def explain(self, error, *, splits=SPLITS, seconds=None):
+        del splits, seconds  # nothing to scan: synthetic data cannot be corrupt
+        return records.InputError(f"the input pipeline failed: {records.one_line(error)}")
 
     def bad_examples(self, split):
         return []

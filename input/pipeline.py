@@ -17,6 +17,7 @@ Evaluation: one pass over every example, split across workers with no overlap, n
 repeat; each worker pads to the same number of batches and yields a mask (1 real, 0 padding).
 """
 import math
+import time
 
 import tensorflow as tf
 
@@ -194,7 +195,31 @@ def find_bad_examples(source, limit=None):
     """[(path, index, reason)] for examples that are truncated, unparsable, labelled out of range
     or undecodable. One example at a time: slow, for diagnosis and for skip lists."""
     bad = []
+    for path, index, reason in scan_examples(source):
+        if reason is not None:
+            bad.append((path, index, reason))
+            if limit and len(bad) >= limit:
+                break
+    return bad
 
+
+def first_bad_example(source, *, seconds):
+    """(the first bad example as (path, index, reason) or None, the examples examined, whether
+    the whole source was), looking for at most `seconds`."""
+    deadline = time.monotonic() + seconds
+    examined = 0
+    for path, index, reason in scan_examples(source):
+        examined += 1
+        if reason is not None:
+            return (path, index, reason), examined, False
+        if time.monotonic() > deadline:
+            return None, examined, False
+    return None, examined, True
+
+
+def scan_examples(source):
+    """(path, index, reason or None) of each example in order, each decoded alone; a unit that
+    cannot be read further ends with its unreadable example."""
     @tf.function
     def check(unit, index, payload):
         encoded, label = source.parse(unit, index, payload)
@@ -211,14 +236,13 @@ def find_bad_examples(source, limit=None):
             except StopIteration:
                 break
             except (tf.errors.DataLossError, tf.errors.NotFoundError) as e:
-                bad.append((path, index, f"unreadable: {records.one_line(e)}"))
+                yield path, index, f"unreadable: {records.one_line(e)}"
                 break
             try:
                 check(*element)
+                reason = None
             except (tf.errors.InvalidArgumentError, tf.errors.DataLossError,
                     tf.errors.NotFoundError) as e:
-                bad.append((path, index, records.one_line(e)))
+                reason = records.one_line(e)
+            yield path, index, reason
             index += 1
-            if limit and len(bad) >= limit:
-                return bad
-    return bad

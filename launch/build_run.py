@@ -17,7 +17,7 @@ import tensorflow as tf
 import engine
 import input as inputs
 import nets
-from engine import ema, optimizers, schedules, watchdog
+from engine import ema, files, optimizers, schedules, watchdog
 from launch import hardware, onednn, run_dir
 from launch.errors import CommandError
 from launch.plan import RunPlan
@@ -66,8 +66,7 @@ def check_layout(plan: RunPlan) -> None:
 def write_run_files(plan: RunPlan, *, bf16: hardware.Bf16Support) -> None:
     """flags.txt (what reproduces the run) and machine.json (what its device offered); the
     chief's."""
-    with open(os.path.join(plan.model_dir, "flags.txt"), "w") as f:
-        f.write(plan.flagfile())
+    files.write_whole(os.path.join(plan.model_dir, "flags.txt"), plan.flagfile())
     decision = onednn.settled()
     run_dir.write_machine(plan.model_dir, {
         "device": bf16.device, "bf16_native": bf16.native, "bf16_missing": bf16.missing,

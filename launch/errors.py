@@ -18,7 +18,7 @@ class CommandError(Exception):
 ONE_LINE_ERRORS = (CommandError, EngineError, InputError, WeightsMismatch)
 
 
-def report(command: str, error: BaseException) -> int:
-    """Prints `command: error` on stderr; returns the exit code 1."""
+def report(command: str, error, exit_code: int = 1) -> int:
+    """Prints `command: error` (an exception or a line) on stderr; returns `exit_code`."""
     sys.stderr.write(f"{command}: {error}\n")
-    return 1
+    return exit_code

@@ -7,7 +7,7 @@ import tensorflow as tf
 from absl import flags
 
 import nets
-from engine import best, checkpoints
+from engine import best, checkpoints, files
 from launch import plan, train_flags
 from launch.errors import CommandError
 
@@ -36,8 +36,7 @@ MACHINE_FILE = "machine.json"
 def write_machine(model_dir: str, facts: dict) -> None:
     """What the run's device offered (launch.train writes it at start, rank 0): read back by
     launch.profile, whose advice must fit the device that ran, not the one reading."""
-    with open(os.path.join(model_dir, MACHINE_FILE), "w") as f:
-        json.dump(facts, f, indent=1)
+    files.write_whole(os.path.join(model_dir, MACHINE_FILE), json.dumps(facts, indent=1))
 
 
 def read_machine(model_dir: str):

@@ -2,7 +2,8 @@
 
 Accepts the vendor recipe's command line flag for flag (see launch/train_flags/ and
 --helpfull). Under horovodrun/mpirun the same command trains data-parallel; rank 0 logs and
-writes files. Bad flags, data or checkpoints end with one line naming the culprit, exit code 1.
+writes files. Every failure ends in one line naming its cause and what is kept, with an exit
+code per kind (launch/failures.py).
 
 The flags become the run's plan once (launch/plan.py), the plan a run (launch/build_run.py): here
 for the plain start, in launch/elastic.py under Horovod's elastic launcher.
@@ -14,13 +15,12 @@ import contextlib
 import os
 import sys
 
-import tensorflow as tf
 from absl import app, flags, logging
 
 import engine
 from engine import distributed, run_format
-from launch import build_run, devices, elastic, hardware, plan, train_flags
-from launch.errors import ONE_LINE_ERRORS, report
+from launch import build_run, devices, elastic, failures, hardware, plan, train_flags
+from launch.errors import report
 
 FLAGS = flags.FLAGS
 train_flags.define(FLAGS)
@@ -30,18 +30,19 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     logging.set_verbosity(logging.ERROR)  # TF's Python INFO/WARNING lines drown ours
-    log = print
+    log, run = print, failures.RunSoFar()
+    failures.terminate_by_exception()
     with contextlib.ExitStack() as cleanup:
         try:
-            planned = plan.from_flags(FLAGS)
+            planned = run.plan = plan.from_flags(FLAGS)
             backend = start_backend(planned)
-            log = chief_log(backend)
+            log, run.chief = chief_log(backend), backend.is_chief
             if planned.evaluate_checkpoint_path:
-                trainer, data = plain_run(planned, backend=backend, cleanup=cleanup, log=log)
-                with inputs_explained(data, splits=["validation"]):
-                    trainer.evaluate_checkpoint(planned.evaluate_checkpoint_path)
+                run.splits = ("validation",)
+                plain_run(planned, backend=backend, cleanup=cleanup, log=log, run=run)
+                run.trainer.evaluate_checkpoint(planned.evaluate_checkpoint_path)
                 return 0
-            log(f"done: {train(planned, backend=backend, cleanup=cleanup, log=log)}")
+            log(f"done: {train(planned, backend=backend, cleanup=cleanup, log=log, run=run)}")
             log(f"checkpoints: {os.path.join(planned.model_dir, 'checkpoints')}\n"
                 f"metrics:     {os.path.join(planned.model_dir, run_format.METRICS_FILE)}\n"
                 f"tensorboard: tensorboard --logdir {planned.model_dir}")
@@ -54,8 +55,10 @@ def main(argv):
             log(f"stopped by a signal after step {stop.args[0]}; checkpoint written; run the "
                 f"same command again to resume")
             return 0
-        except ONE_LINE_ERRORS as e:
-            return report("train", e)
+        except Exception as error:  # noqa: BLE001 - every failure ends in its one line
+            failures.hold_signals()
+            failure = failures.explain(error, run)
+            return report("train", failure.line, failure.exit_code)
 
 
 def start_backend(planned):
@@ -82,43 +85,33 @@ def chief_log(backend):
     return log
 
 
-def train(planned, *, backend, cleanup, log):
-    """The Trainer's summary of the run: elastic under Horovod's elastic launcher."""
+def train(planned, *, backend, cleanup, log, run):
+    """The Trainer's summary of the run: elastic under Horovod's elastic launcher. `run`
+    (failures.RunSoFar) learns the input module and the Trainer as they are built."""
     if elastic.wanted(planned):
         job = elastic.ElasticTraining(planned, backend=backend, cleanup=cleanup, log=log)
-        run, data = job.run, job.data
-    else:
-        trainer, data = plain_run(planned, backend=backend, cleanup=cleanup, log=log)
-        run = trainer.train
-    with inputs_explained(data, splits=["train", "validation"]):
-        return run()
+        run.plan, run.trainer, run.data = job.plan, job.trainer, job.data
+        return job.run()
+    plain_run(planned, backend=backend, cleanup=cleanup, log=log, run=run)
+    return run.trainer.train()
 
 
-def plain_run(planned, *, backend, cleanup, log):
-    """(Trainer, input module) of the plan, settled by rank 0's values on every worker; what
-    must be released goes on `cleanup`."""
+def plain_run(planned, *, backend, cleanup, log, run):
+    """The plan settled by rank 0's values on every worker, its input module and Trainer, each
+    kept in `run` (failures.RunSoFar) as soon as it exists; what must be released goes on
+    `cleanup`."""
     build_run.check_layout(planned)
     bf16 = hardware.bf16_support(hpu=planned.machine.run_on_hpu)
-    data = build_run.open_input(planned, log=log)
+    data = run.data = build_run.open_input(planned, log=log)
     mine = plan.local_settlement(planned, bf16=bf16, is_chief=backend.is_chief, log=log)
-    planned = planned.settle(plan.agreed_settlement(mine, backend=backend),
-                             workers=backend.size, data=data)
+    planned = run.plan = planned.settle(plan.agreed_settlement(mine, backend=backend),
+                                        workers=backend.size, data=data)
     if backend.is_chief:  # after every refusal: the lock creates model_dir
         cleanup.callback(engine.ModelDirLock(planned.model_dir).release)
         build_run.write_run_files(planned, bf16=bf16)
     parts = build_run.build_parts(planned, data=data, backend=backend, cleanup=cleanup)
-    trainer = build_run.build_trainer(planned, parts, backend=backend, log=log)
+    run.trainer = build_run.build_trainer(planned, parts, backend=backend, log=log)
     log(build_run.describe(planned, parts, backend=backend))
-    return trainer, data
-
-
-@contextlib.contextmanager
-def inputs_explained(data, *, splits):
-    """A TensorFlow error raised inside, as the input module explains it (a bad record)."""
-    try:
-        yield
-    except tf.errors.OpError as e:
-        raise data.explain(e, splits=splits) from None
 
 
 def target_reached_line(record):

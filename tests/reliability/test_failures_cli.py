@@ -1,0 +1,117 @@
+"""Failures named by their cause through the real command line (launch/failures.py): an
+out-of-memory on a limited allocator, a full disk and a read-only model_dir on a small tmpfs
+inside a mount namespace the test makes itself. Each ends in one line with its exit code, leaves
+no partial file, and the run resumes exactly once the cause is gone. In-process:
+tests/launch/test_failures.py."""
+import json
+import os
+import shlex
+import subprocess
+import sys
+
+import pytest
+
+from tests import helpers
+from tests.helpers import TINY
+
+ENV = dict(os.environ, PYTHONPATH=helpers.REPO, TF_CPP_MIN_LOG_LEVEL="2")
+RUN = [*TINY, "--steps_per_epoch=2", "--validation_steps=0", "--deterministic", "--seed=3"]
+
+
+def only_line(stderr):
+    lines = [line for line in stderr.strip().splitlines() if line.startswith("train: ")]
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr[-3000:]
+    return lines[0]
+
+
+def test_out_of_memory_is_named_with_the_flags_that_lower_it(small_data, tmp_path):
+    """TensorFlow's BFC allocator on the CPU with a 256 MB limit (oneDNN off: its own
+    allocations bypass the limit and the process crashes instead) and a micro-batch of 64 at 224
+    px: exit 3, the line names memory, the micro-batch and what lowers it; the input module is
+    never scanned (that would name bad input)."""
+    env = dict(ENV, TF_ENABLE_ONEDNN_OPTS="0", TF_CPU_ALLOCATOR_USE_BFC="true",
+               TF_CPU_BFC_MEM_LIMIT_IN_MB="256")
+    proc = helpers.run_train([f"--dataset_dir={small_data}", f"--model_dir={tmp_path}", *RUN,
+                              "--image_size=224", "--batch_size=64", "--epochs=1"],
+                             env=env, check=False)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    line = only_line(proc.stderr)
+    assert line.startswith("train: out of memory on CPU:0 (OOM when allocating tensor"), line
+    assert "at a micro-batch of 64 images per worker" in line
+    assert "--micro_batch_size=32 (the same --batch_size" in line and "--recompute" in line
+    assert "bad input" not in line
+
+
+SCRIPT = """
+set -u
+mount -t tmpfs -o size={size}k tmpfs {disk}
+run() {{ {python} -m launch.train --dataset_dir={data} --model_dir={disk}/run {args} "$@"; }}
+run --epochs=1 > {out}/1.out 2> {out}/1.err; echo $? > {out}/1.rc
+# Fill the disk up to {room} KB: room for the records, not for the next checkpoint.
+free=$(df --output=avail -k {disk} | tail -1)
+dd if=/dev/zero of={disk}/filler bs=1k count=$((free - {room})) 2> /dev/null
+run --epochs=2 > {out}/2.out 2> {out}/2.err; echo $? > {out}/2.rc
+ls -a {disk}/run {disk}/run/checkpoints > {out}/2.ls
+cp {disk}/run/metrics.jsonl {out}/2.metrics
+# Entirely full: the rerun is refused at its first write, which leaves nothing behind.
+dd if=/dev/zero of={disk}/filler2 bs=1k 2> /dev/null
+run --epochs=2 > {out}/3.out 2> {out}/3.err; echo $? > {out}/3.rc
+ls -a {disk}/run > {out}/3.ls
+rm {disk}/filler {disk}/filler2
+run --epochs=2 > {out}/4.out 2> {out}/4.err; echo $? > {out}/4.rc
+mount -o remount,ro {disk}
+run --epochs=3 > {out}/5.out 2> {out}/5.err; echo $? > {out}/5.rc
+cp -a {disk}/run {out}/run
+"""
+
+
+@pytest.mark.slow
+def test_a_full_disk_keeps_whole_files_and_the_rerun_resumes_exactly(small_data, tmp_path):
+    """On a 1.5 MB tmpfs: a run to step 2; the disk filled to 40 KB, so the step-4 checkpoint
+    does not fit: exit 5, one line naming the checkpoint, no temporary directory or file left,
+    metrics.jsonl whole; the disk entirely full: the rerun refused at its first write (exit 5),
+    nothing half-written; space freed: the rerun resumes from step 2 and ends as a run that never
+    failed; the disk read-only: refused before training (exit 5)."""
+    disk, out = tmp_path / "disk", tmp_path / "out"
+    disk.mkdir()
+    out.mkdir()
+    script = SCRIPT.format(size=1536, room=40, disk=disk, out=out, data=small_data,
+                           python=sys.executable, args=" ".join(map(shlex.quote, RUN)))
+    subprocess.run(["unshare", "--mount", "--propagation", "private", "bash", "-c", script],
+                   env=ENV, cwd=helpers.REPO, timeout=600, check=True)
+
+    def result(n):
+        return (int((out / f"{n}.rc").read_text()), (out / f"{n}.out").read_text(),
+                (out / f"{n}.err").read_text())
+
+    code, stdout, stderr = result(1)
+    assert code == 0, stdout + stderr
+    code, stdout, stderr = result(2)
+    assert code == 5, stdout + stderr
+    line = only_line(stderr)
+    assert line.startswith(f"train: could not write a checkpoint to {disk}/run/checkpoints: "
+                           f"No space left on device; kept: the checkpoint of step 2"), line
+    listing = (out / "2.ls").read_text().split()
+    assert not [name for name in listing if "_temp" in name or name.endswith(".tmp")], listing
+    records = [json.loads(line) for line in (out / "2.metrics").read_text().splitlines()]
+    assert [r["step"] for r in records if r["split"] == "train"] == [2, 4]  # every line whole
+    code, stdout, stderr = result(3)
+    assert code == 5, stdout + stderr
+    line = only_line(stderr)
+    assert "No space left on device" in line and "kept: the checkpoint of step 2" in line, line
+    assert not [n for n in (out / "3.ls").read_text().split() if n.endswith(".tmp")]
+    code, stdout, stderr = result(4)
+    assert code == 0, stdout + stderr
+    assert "at step 2" in stdout
+    straight = tmp_path / "straight"
+    helpers.run_train([f"--dataset_dir={small_data}", f"--model_dir={straight}", *RUN,
+                       "--epochs=2"])
+    helpers.assert_same_latest_checkpoints(out / "run", straight)
+    assert [r["step"] for r in helpers.metrics(out / "run", "train")] == \
+        [r["step"] for r in helpers.metrics(straight, "train")]
+    code, stdout, stderr = result(5)
+    assert code == 5, stdout + stderr
+    line = only_line(stderr)
+    assert line.startswith(f"train: cannot write in model_dir {disk}/run: Read-only file "
+                           f"system"), line
+    assert "step" not in stdout.replace("steps/epoch", "")
