@@ -10,9 +10,9 @@ import os
 
 import tensorflow as tf
 
-from engine import run_format
+from engine import files, run_format
 from engine.controller import Hook
-from engine.errors import CheckpointError
+from engine.errors import WriteFailed
 
 # --keep_best's metrics: (the key of Evaluator.evaluate's result, whether larger is better).
 METRICS = {"top1": ("top1", True), "top5": ("top5", True), "loss": ("loss", False),
@@ -106,18 +106,24 @@ class BestCheckpoint(Hook):
         # evaluation and keeping its checkpoint) would hold one object fewer than every other
         # checkpoint of the run. Created here, every best checkpoint is of the same kind.
         self.checkpoint.save_counter  # the property creates it
+        prefix = os.path.join(self.directory, name)
         try:
-            self.checkpoint.write(os.path.join(self.directory, name))
+            self.checkpoint.write(prefix)
         except (tf.errors.OpError, OSError) as e:
-            message = getattr(e, "message", str(e)).splitlines()[0]
-            raise CheckpointError(f"could not write the best checkpoint to {self.directory}: "
-                                  f"{message}") from None
+            files.remove_partial_checkpoint(prefix)  # the previous best and its record stay
+            raise WriteFailed(f"could not write the best checkpoint to {self.directory}: "
+                              f"{files.cause(e)}") from None
         temporary = os.path.join(self.directory, RECORD + ".tmp")
-        with open(temporary, "w") as f:
-            json.dump(record, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, os.path.join(self.directory, RECORD))
+        try:
+            with open(temporary, "w") as f:
+                json.dump(record, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(temporary, os.path.join(self.directory, RECORD))
+        except OSError as e:
+            files.remove_quietly(temporary)
+            files.remove_partial_checkpoint(prefix)
+            raise files.failed(os.path.join(self.directory, RECORD), e) from None
         for entry in os.listdir(self.directory):  # earlier bests, and any a kill left behind
             if entry.startswith("ckpt-") and entry.split(".")[0] != name:
                 os.remove(os.path.join(self.directory, entry))

@@ -23,6 +23,10 @@ class Evaluator:
         self.recorder, self.log, self.elapsed, self.watchdog = recorder, log, elapsed, watchdog
         self.eval_step = EvalStep(train_step.net)
         self.statistics = None  # precise BN's compiled forward pass, traced once per run
+        # The validation pass's dataset, built once: building a tf.data pipeline traces its
+        # functions into the process's function library, where they stay, so a dataset built
+        # per evaluation grew the process by every evaluation (launch.benchmark --mode=soak).
+        self._validation = None
 
     def due(self, epoch):
         """Whether the end of `epoch` is evaluated: every `validation_freq` epochs and the last
@@ -104,14 +108,21 @@ class Evaluator:
                      f"this evaluation may be far off; use --precise_bn_batches (e.g. 8192 / "
                      f"batch size) or a smaller --bn_momentum")
 
+    def _validation_batches(self):
+        """This worker's batches of one validation pass (or validation_steps of them): one
+        dataset, iterated afresh by each pass."""
+        if self._validation is None:
+            batches = self.data.eval_batches(self.local_batch, self.backend.size)
+            if self.validation_steps:
+                batches = min(batches, self.validation_steps)
+            self._validation = self.data.eval_dataset(
+                self.local_batch, worker=self.backend.rank, workers=self.backend.size
+            ).take(batches)
+        return self._validation
+
     def _pass(self, split, step, epoch, precise_bn_sec):
-        batches = self.data.eval_batches(self.local_batch, self.backend.size)
-        if self.validation_steps:
-            batches = min(batches, self.validation_steps)
-        dataset = self.data.eval_dataset(self.local_batch, worker=self.backend.rank,
-                                         workers=self.backend.size)
         start = time.perf_counter()
-        for i, (images, labels, mask) in enumerate(dataset.take(batches)):
+        for i, (images, labels, mask) in enumerate(self._validation_batches()):
             self.watchdog.expect(f"evaluation batch {i + 1}", step, long=True)
             self.eval_step(images, labels, mask)
         metrics = self.eval_step.metrics.read_and_reset(self.backend)

@@ -8,7 +8,9 @@ images/s and its share of the conv_floor ceiling; with --keras_fit, in a source 
 fit beside it), conv_floor (the img/s ceiling that the step's convolutions alone leave),
 loop_overhead (the Trainer against a bare loop of the same step), input (the input pipeline
 against a bare tf.data loop, and each augmentation's cost), elastic (2 workers in Horovod's
-elastic mode against the same run without it: what commits cost).
+elastic mode against the same run without it: what commits cost), soak (a long run of the tiny
+net: resident memory at each epoch end and its slope, what model_dir holds, the step rate at the
+start against the end).
 """
 import launch.quiet_start  # noqa: F401 - first: TensorFlow starts without its noise
 
@@ -25,13 +27,14 @@ from launch.benchmarks import (
     loop_overhead,
     memory,
     processes,
+    soak,
     train,
 )
 
 FLAGS = flags.FLAGS
 KERAS_FIT = os.path.join(processes.REPO, "tests", "benchmarks", "keras_fit.py")
 flags.DEFINE_enum("mode", "memory", ["memory", "input", "train", "conv_floor", "loop_overhead",
-                                     "elastic"], "What to measure.")
+                                     "elastic", "soak"], "What to measure.")
 flags.DEFINE_string("model", "densenet121", "Model name, as nets.build takes it.")
 flags.DEFINE_integer("batch_size", None, "Images per step (default: 64 for memory, 32 "
                      "otherwise, the figures the issues name).", lower_bound=1)
@@ -52,6 +55,8 @@ flags.DEFINE_integer("horovod_workers", 0, "train: also this many workers under 
 flags.DEFINE_boolean("keras_fit", False, "train: also keras.applications' DenseNet trained "
                      "with model.fit, alternated with the engine (a source checkout: runs "
                      "tests/benchmarks/keras_fit.py; Keras stays out of launch/).")
+flags.DEFINE_integer("soak_epochs", 40, "soak: epochs of the long run.", lower_bound=4)
+flags.DEFINE_integer("soak_steps_per_epoch", 100, "soak: steps per epoch.", lower_bound=10)
 flags.DEFINE_integer("input_batches", 30, "input: timed batches per measurement.", lower_bound=5)
 
 
@@ -69,6 +74,8 @@ def measure(fv):
         return conv_floor.run(**shape, dtype=fv.dtype, steps=fv.steps)
     if fv.mode == "elastic":
         return elastic.run(**shape, steps=fv.steps, repeats=fv.repeats)
+    if fv.mode == "soak":
+        return soak.run(epochs=fv.soak_epochs, steps_per_epoch=fv.soak_steps_per_epoch)
     if fv.mode == "loop_overhead":
         return loop_overhead.run(steps=fv.steps, rounds=fv.repeats, horovod=fv.horovod)
     return input_rate.run(dataset_dir=fv.dataset_dir, input_images=fv.input_images,

@@ -11,10 +11,14 @@ predict_images(images: float32 [N, S, S, 3]) -> the same, from already preproces
 import launch.quiet_start  # noqa: F401 - first: TensorFlow starts without its noise
 
 # isort: split
+import os
 import sys
 
 from absl import app, flags
 
+from engine import files
+from engine.errors import WriteFailed
+from launch import failures
 from launch.errors import ONE_LINE_ERRORS, report
 
 FLAGS = flags.FLAGS
@@ -58,9 +62,27 @@ def build_module(net, image_size, style):
     return Serving()
 
 
+def save_whole(module, export_dir):
+    """The SavedModel in `export_dir`, written beside it and renamed into place: a failed write
+    (disk full, read-only) leaves no half SavedModel and keeps an earlier export there whole."""
+    import tensorflow as tf
+    staging = export_dir.rstrip("/") + ".partial"
+    files.remove_quietly(staging)
+    try:
+        tf.saved_model.save(module, staging,
+                            signatures={"serving_default": module.serve,
+                                        "predict_images": module.predict_images})
+        if os.path.exists(export_dir):
+            files.remove_quietly(export_dir)
+        os.replace(staging, export_dir)
+    except (tf.errors.OpError, OSError) as e:
+        files.remove_quietly(staging)
+        raise WriteFailed(f"could not write the export to {export_dir}: "
+                          f"{files.cause(e)}") from None
+
+
 def main(argv):
     del argv
-    import tensorflow as tf
 
     from launch import run_dir
     try:
@@ -72,9 +94,10 @@ def main(argv):
     except ONE_LINE_ERRORS as e:
         return report("export", e)
     module = build_module(net, run_flags.image_size, run_flags.preprocessing)
-    tf.saved_model.save(module, FLAGS.export_dir,
-                        signatures={"serving_default": module.serve,
-                                    "predict_images": module.predict_images})
+    try:
+        save_whole(module, FLAGS.export_dir)
+    except WriteFailed as e:
+        return report("export", e, failures.EXIT_DISK)
     weights = "weight average of " if ema else ""
     print(f"export: {weights}{path} -> {FLAGS.export_dir} (signatures serving_default, "
           f"predict_images)")

@@ -6,13 +6,15 @@ record. `explain(error, run)` sorts an error by what it is, in this order, and e
 what is kept and what to do:
 
     refused         1  a bad flag, file, record or checkpoint (launch.errors.ONE_LINE_ERRORS)
-    out of memory   3  the device or the host: the micro-batch, and the flags that lower it
-    lost worker     4  a Horovod collective failed outside elastic training
-    disk            5  no space, read-only, over quota or gone: the file, and what is kept
+    stall           3  no progress within --stall_timeout (the watchdog's own line and exit)
+    out of memory   4  the device or the host: the micro-batch, and the flags that lower it
+    lost worker     5  a Horovod collective failed outside elastic training
+    disk            6  no space, read-only, over quota or a file too large: the file, and
+                       what is kept
     bad input       1  an error raised inside the input pipeline (a tf.data iterator): the bad
                        example, looked for within DIAGNOSIS_SECONDS, never a decode of the whole
                        data set
-    anything else   6  the error's first line; its whole text in <model_dir>/error.log
+    anything else   7  the error's first line; its whole text in <model_dir>/error.log
     SIGTERM       143  outside the training loop (inside it, the loop checkpoints and stops)
 
 `RunSoFar` is what the entry point knows when the error comes: the plan, the input module and
@@ -32,16 +34,16 @@ from engine import distributed, files
 from launch.errors import ONE_LINE_ERRORS
 
 EXIT_REFUSED = 1
-EXIT_OUT_OF_MEMORY = 3
-EXIT_LOST_WORKER = 4
-EXIT_DISK = 5
-EXIT_OTHER = 6
+# 3: a stall, which the watchdog ends itself (engine.watchdog.STALL_EXIT_CODE)
+EXIT_OUT_OF_MEMORY = 4
+EXIT_LOST_WORKER = 5
+EXIT_DISK = 6
+EXIT_OTHER = 7
 EXIT_TERMINATED = 128 + signal.SIGTERM  # as if the signal had ended the process
 
 # The time the bad-input diagnosis may spend decoding examples one at a time.
 DIAGNOSIS_SECONDS = 30.0
 ERROR_LOG = "error.log"
-
 
 
 class Terminated(Exception):

@@ -57,7 +57,7 @@ class Trainer:
 def test_out_of_memory_names_the_device_the_micro_batch_and_what_lowers_it(tmp_path):
     run = failures.RunSoFar(plan=planned(tmp_path), data=NoScan(), trainer=Trainer(0))
     failure = failures.explain(tf.errors.ResourceExhaustedError(None, None, OOM), run)
-    assert failure.exit_code == failures.EXIT_OUT_OF_MEMORY == 3
+    assert failure.exit_code == failures.EXIT_OUT_OF_MEMORY == 4
     line = failure.line
     assert line.startswith("out of memory on GPU:0 (OOM when allocating tensor"), line
     for words in ("a micro-batch of 8 images per worker", "--micro_batch_size=4 (the same "
@@ -71,7 +71,7 @@ def test_out_of_memory_names_the_device_the_micro_batch_and_what_lowers_it(tmp_p
     assert "120 steps ran before in this process, so memory grew" in grown
     assert "--recompute" not in grown
     host = failures.explain(MemoryError(), failures.RunSoFar(plan=planned(tmp_path)))
-    assert host.exit_code == 3 and host.line.startswith("out of memory on the host")
+    assert host.exit_code == 4 and host.line.startswith("out of memory on the host")
 
 
 @pytest.mark.parametrize("error", [
@@ -81,7 +81,7 @@ def test_out_of_memory_names_the_device_the_micro_batch_and_what_lowers_it(tmp_p
 ])
 def test_a_full_or_read_only_disk_is_not_an_out_of_memory(tmp_path, error):
     failure = failures.explain(error, failures.RunSoFar(plan=planned(tmp_path), data=NoScan()))
-    assert failure.exit_code == failures.EXIT_DISK == 5
+    assert failure.exit_code == failures.EXIT_DISK == 6
     assert "/runs/a/flags.txt" in failure.line
     assert "free space (or make model_dir writable) and run the same command again" in \
         failure.line
@@ -92,7 +92,7 @@ def test_a_failed_collective_outside_elastic_training_is_a_lost_worker(tmp_path)
                                    "allreduce/HorovodGroupedAllreduce\nHorovod has been shut "
                                    "down. This was caused by an exception on one of the ranks")
     failure = failures.explain(error, failures.RunSoFar(plan=planned(tmp_path), data=NoScan()))
-    assert failure.exit_code == failures.EXIT_LOST_WORKER == 4
+    assert failure.exit_code == failures.EXIT_LOST_WORKER == 5
     assert failure.line.startswith("a worker stopped answering: a collective failed (Horovod "
                                    "has been shut down; its log line above names the peer it "
                                    "lost)"), failure.line
@@ -121,7 +121,7 @@ def test_any_other_error_gives_its_first_line_and_the_whole_one_in_model_dir(tmp
         deep()
     except ValueError as error:
         failure = failures.explain(error, failures.RunSoFar(plan=planned(tmp_path)))
-    assert failure.exit_code == failures.EXIT_OTHER == 6
+    assert failure.exit_code == failures.EXIT_OTHER == 7
     assert f"ValueError: something unexpected; the whole error: {tmp_path}/error.log" in \
         failure.line
     logged = (tmp_path / "error.log").read_text()
@@ -174,3 +174,22 @@ def test_a_sigterm_while_an_error_is_reported_reports_the_error(tmp_path):
     assert failure.exit_code == failures.EXIT_LOST_WORKER
     alone = failures.explain(failures.Terminated(), failures.RunSoFar(plan=planned(tmp_path)))
     assert alone.exit_code == 143 and alone.line.startswith("terminated (SIGTERM) outside")
+
+
+def test_writes_leave_a_whole_file_or_none(tmp_path):
+    """engine/files.py: a rewrite that cannot land leaves the old file and no temporary one; an
+    append into a model_dir that vanished names the file and is a disk failure."""
+    from engine import files
+    target = tmp_path / "flags.txt"
+    target.write_text("old\n")
+    (tmp_path / "flags.txt.tmp").mkdir()  # the temporary name is taken: the write fails
+    with pytest.raises(engine.WriteFailed, match=f"could not write {target}: "):
+        files.write_whole(str(target), "new\n")
+    assert target.read_text() == "old\n"
+    gone = tmp_path / "gone" / "metrics.jsonl"
+    with pytest.raises(engine.WriteFailed, match=f"could not write {gone}: No such file"):
+        files.append_whole(str(gone), "{}\n")
+    failure = failures.explain(engine.WriteFailed(f"could not write {gone}: No such file or "
+                                                  f"directory"),
+                               failures.RunSoFar(plan=planned(tmp_path)))
+    assert failure.exit_code == failures.EXIT_DISK

@@ -27,14 +27,14 @@ def only_line(stderr):
 def test_out_of_memory_is_named_with_the_flags_that_lower_it(small_data, tmp_path):
     """TensorFlow's BFC allocator on the CPU with a 256 MB limit (oneDNN off: its own
     allocations bypass the limit and the process crashes instead) and a micro-batch of 64 at 224
-    px: exit 3, the line names memory, the micro-batch and what lowers it; the input module is
+    px: exit 4, the line names memory, the micro-batch and what lowers it; the input module is
     never scanned (that would name bad input)."""
     env = dict(ENV, TF_ENABLE_ONEDNN_OPTS="0", TF_CPU_ALLOCATOR_USE_BFC="true",
                TF_CPU_BFC_MEM_LIMIT_IN_MB="256")
     proc = helpers.run_train([f"--dataset_dir={small_data}", f"--model_dir={tmp_path}", *RUN,
                               "--image_size=224", "--batch_size=64", "--epochs=1"],
                              env=env, check=False)
-    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert proc.returncode == 4, proc.stdout + proc.stderr
     line = only_line(proc.stderr)
     assert line.startswith("train: out of memory on CPU:0 (OOM when allocating tensor"), line
     assert "at a micro-batch of 64 images per worker" in line
@@ -68,10 +68,10 @@ cp -a {disk}/run {out}/run
 @pytest.mark.slow
 def test_a_full_disk_keeps_whole_files_and_the_rerun_resumes_exactly(small_data, tmp_path):
     """On a 1.5 MB tmpfs: a run to step 2; the disk filled to 40 KB, so the step-4 checkpoint
-    does not fit: exit 5, one line naming the checkpoint, no temporary directory or file left,
-    metrics.jsonl whole; the disk entirely full: the rerun refused at its first write (exit 5),
+    does not fit: exit 6, one line naming the checkpoint, no temporary directory or file left,
+    metrics.jsonl whole; the disk entirely full: the rerun refused at its first write (exit 6),
     nothing half-written; space freed: the rerun resumes from step 2 and ends as a run that never
-    failed; the disk read-only: refused before training (exit 5)."""
+    failed; the disk read-only: refused before training (exit 6)."""
     disk, out = tmp_path / "disk", tmp_path / "out"
     disk.mkdir()
     out.mkdir()
@@ -87,7 +87,7 @@ def test_a_full_disk_keeps_whole_files_and_the_rerun_resumes_exactly(small_data,
     code, stdout, stderr = result(1)
     assert code == 0, stdout + stderr
     code, stdout, stderr = result(2)
-    assert code == 5, stdout + stderr
+    assert code == 6, stdout + stderr
     line = only_line(stderr)
     assert line.startswith(f"train: could not write a checkpoint to {disk}/run/checkpoints: "
                            f"No space left on device; kept: the checkpoint of step 2"), line
@@ -96,7 +96,7 @@ def test_a_full_disk_keeps_whole_files_and_the_rerun_resumes_exactly(small_data,
     records = [json.loads(line) for line in (out / "2.metrics").read_text().splitlines()]
     assert [r["step"] for r in records if r["split"] == "train"] == [2, 4]  # every line whole
     code, stdout, stderr = result(3)
-    assert code == 5, stdout + stderr
+    assert code == 6, stdout + stderr
     line = only_line(stderr)
     assert "No space left on device" in line and "kept: the checkpoint of step 2" in line, line
     assert not [n for n in (out / "3.ls").read_text().split() if n.endswith(".tmp")]
@@ -110,8 +110,27 @@ def test_a_full_disk_keeps_whole_files_and_the_rerun_resumes_exactly(small_data,
     assert [r["step"] for r in helpers.metrics(out / "run", "train")] == \
         [r["step"] for r in helpers.metrics(straight, "train")]
     code, stdout, stderr = result(5)
-    assert code == 5, stdout + stderr
+    assert code == 6, stdout + stderr
     line = only_line(stderr)
     assert line.startswith(f"train: cannot write in model_dir {disk}/run: Read-only file "
                            f"system"), line
     assert "step" not in stdout.replace("steps/epoch", "")
+
+
+def test_an_export_to_a_full_disk_leaves_no_half_saved_model(small_data, tmp_path):
+    """launch.export onto a 64 KB tmpfs: exit 6, one line naming the export, and nothing of the
+    SavedModel left on that disk."""
+    run = tmp_path / "run"
+    helpers.run_train([f"--dataset_dir={small_data}", f"--model_dir={run}", *RUN, "--epochs=1"])
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    script = (f"mount -t tmpfs -o size=64k tmpfs {disk} && {sys.executable} -m launch.export "
+              f"--model_dir={run} --export_dir={disk}/saved; code=$?; ls -A {disk}; exit $code")
+    proc = subprocess.run(["unshare", "--mount", "--propagation", "private", "bash", "-c",
+                           script], env=ENV, cwd=helpers.REPO, timeout=300, capture_output=True,
+                          text=True)
+    assert proc.returncode == 6, proc.stdout + proc.stderr
+    assert proc.stdout.strip() == "", proc.stdout  # the disk holds nothing
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("export: ")]
+    assert lines == [f"export: could not write the export to {disk}/saved: No space left on "
+                     f"device"], proc.stderr[-3000:]

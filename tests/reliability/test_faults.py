@@ -189,7 +189,7 @@ def test_corrupt_newest_checkpoint_falls_back_to_the_previous(small_data, tmp_pa
 def test_disk_full_while_checkpointing_is_a_clear_error_and_the_previous_checkpoint_loads(
         small_data, tmp_path):
     """A file-size limit (as a full disk) makes the checkpoint write fail: one clear line, exit
-    5 (the disk's), no temporary directory left, and the previous checkpoint still restores."""
+    6 (the disk's), no temporary directory left, and the previous checkpoint still restores."""
     import resource
     helpers.run_train(args(small_data, tmp_path, "--epochs=1", "--steps_per_epoch=2",
                            "--validation_steps=0"))
@@ -203,7 +203,7 @@ def test_disk_full_while_checkpointing_is_a_clear_error_and_the_previous_checkpo
         small_data, tmp_path, "--epochs=2", "--steps_per_epoch=2", "--validation_steps=0")),
         capture_output=True, text=True, env=ENV, cwd=helpers.REPO, timeout=300,
         preexec_fn=limit_file_size)
-    assert proc.returncode == 5, proc.stdout + proc.stderr
+    assert proc.returncode == 6, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith(f"train: could not write a checkpoint to {tmp_path}/checkpoints: "
