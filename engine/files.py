@@ -48,13 +48,19 @@ def failed(path: str, error: OSError) -> WriteFailed:
     return WriteFailed(f"could not write {path}: {cause(error)}")
 
 
+# What else a write can meet, named the same way: a directory gone (the file system unmounted
+# or model_dir removed under the run), no permission, a failing or stale device.
+OTHER_CAUSES = tuple(os.strerror(code) for code in (errno.ENOENT, errno.EACCES, errno.EIO,
+                                                    errno.ESTALE, errno.ENOTDIR))
+
+
 def cause(error: BaseException) -> str:
-    """Why a write failed, in a few words: the disk's cause where the error names one (a
-    TensorFlow error's message buries it after an op's internals), else its first line."""
+    """Why a write failed, in a few words: the C library's words where the error holds them (a
+    TensorFlow error's message buries them after an op's internals), else its first line."""
     if isinstance(error, OSError) and error.strerror:
         return error.strerror
     text = getattr(error, "message", None) or str(error)
-    named = [words for words in DISK_CAUSES if words in text]
+    named = [words for words in DISK_CAUSES + OTHER_CAUSES if words in text]
     if named:
         return named[0]
     lines = [line.strip() for line in text.splitlines() if line.strip()]

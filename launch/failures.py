@@ -155,7 +155,7 @@ def kept(plan) -> str:
     except (tf.errors.OpError, OSError):
         latest = None
     if latest is None:
-        return f"no checkpoint in {directory} yet"
+        return f"no checkpoint found in {directory}"
     step = latest.rsplit("-", 1)[-1]
     return f"the checkpoint of step {step} ({latest}) and the records up to it"
 

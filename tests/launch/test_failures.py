@@ -62,7 +62,7 @@ def test_out_of_memory_names_the_device_the_micro_batch_and_what_lowers_it(tmp_p
     assert line.startswith("out of memory on GPU:0 (OOM when allocating tensor"), line
     for words in ("a micro-batch of 8 images per worker", "--micro_batch_size=4 (the same "
                   "--batch_size", "--recompute", "a smaller --image_size (now 64)",
-                  f"kept: no checkpoint in {tmp_path}/checkpoints yet"):
+                  f"kept: no checkpoint found in {tmp_path}/checkpoints"):
         assert words in line, (words, line)
     assert "ran before" not in line and "\n" not in line
     grown = failures.explain(tf.errors.ResourceExhaustedError(None, None, OOM),

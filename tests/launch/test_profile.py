@@ -220,12 +220,14 @@ def test_json_round_trips_with_the_table_and_the_plot_is_drawn(demo_profile, tmp
 @pytest.mark.slow
 @pytest.mark.serial
 def test_slow_input_dominates_and_the_advice_says_so(tmp_path):
-    """JPEGs decoded by one thread feed a tiny net. At 224 px this machine decodes a batch
-    faster than the net trains on it, so the files are 448 px; the window starts once the
-    prefetch buffer, filled while the first step traced, has drained."""
+    """JPEGs decoded by one thread feed a tiny net. The files are 640 px: at 224 px a batch
+    decodes faster than the net trains on it, and at 448 px the decode's lead was thin enough
+    that the suite's neighbouring processes reversed it (input 39 ms, backward 52 ms, in one
+    CI run); at 640 px it was 190 ms to 54. The window starts once the prefetch buffer, filled
+    while the first step traced, has drained."""
     from input import demo_data
     data = tmp_path / "data"
-    demo_data.write_demo_data(str(data), train_per_class=16, val_per_class=1, size=448,
+    demo_data.write_demo_data(str(data), train_per_class=16, val_per_class=1, size=640,
                               train_shards=2, val_shards=1)
     model_dir = tmp_path / "run"
     helpers.run_train([f"--dataset_dir={data}", f"--model_dir={model_dir}", *helpers.TINY,

@@ -134,3 +134,63 @@ def test_an_export_to_a_full_disk_leaves_no_half_saved_model(small_data, tmp_pat
     lines = [line for line in proc.stderr.splitlines() if line.startswith("export: ")]
     assert lines == [f"export: could not write the export to {disk}/saved: No space left on "
                      f"device"], proc.stderr[-3000:]
+
+
+EVERY_WRITE = """
+set -u
+mount -t tmpfs -o size={size}k tmpfs {disk}
+run() {{ {python} -m launch.train --dataset_dir={data} --model_dir={disk}/run {args} "$@"; }}
+run --epochs=1 > {out}/1.out 2> {out}/1.err; echo $? > {out}/1.rc
+free=$(df --output=avail -k {disk} | tail -1)
+dd if=/dev/zero of={disk}/filler bs=1k count=$((free - {room})) 2> /dev/null
+run --epochs=3 > {out}/2.out 2> {out}/2.err; echo $? > {out}/2.rc
+find {disk}/run > {out}/2.ls
+cat {disk}/run/best/best.json > {out}/2.best 2> /dev/null
+rm {disk}/filler
+run --epochs=3 > {out}/3.out 2> {out}/3.err; echo $? > {out}/3.rc
+# The file system goes away under a running job (a lazy unmount: its path is gone).
+run --epochs=400 > {out}/4.out 2> {out}/4.err & pid=$!
+for i in $(seq 600); do grep -q '"step": 8' {disk}/run/metrics.jsonl 2> /dev/null && break
+  sleep 0.2; done
+umount -l {disk}
+wait $pid; echo $? > {out}/4.rc
+"""
+
+
+@pytest.mark.slow
+def test_every_write_of_the_run_fails_whole_and_a_vanished_disk_is_named(small_data, tmp_path):
+    """With evaluation, the best checkpoint (--keep_best) and TensorBoard scalars every step,
+    a disk filled to 24 KB: whichever write fails first ends the run in one line (exit 6), and
+    nothing half-written is left anywhere in model_dir; space freed, the rerun finishes. Then
+    the tmpfs is unmounted under a running job: one line naming the file it could not write,
+    exit 6."""
+    disk, out = tmp_path / "disk", tmp_path / "out"
+    disk.mkdir()
+    out.mkdir()
+    run = [*TINY, "--steps_per_epoch=2", "--validation_steps=2", "--keep_best=top1",
+           "--save_summary_steps=1", "--deterministic", "--seed=3"]
+    script = EVERY_WRITE.format(size=1536, room=24, disk=disk, out=out, data=small_data,
+                                python=sys.executable, args=" ".join(map(shlex.quote, run)))
+    subprocess.run(["unshare", "--mount", "--propagation", "private", "bash", "-c", script],
+                   env=ENV, cwd=helpers.REPO, timeout=600, check=True)
+
+    def result(n):
+        return (int((out / f"{n}.rc").read_text()), (out / f"{n}.out").read_text(),
+                (out / f"{n}.err").read_text())
+
+    assert result(1)[0] == 0, result(1)
+    code, stdout, stderr = result(2)
+    assert code == 6, stdout + stderr
+    line = only_line(stderr)
+    assert line.startswith("train: could not write ") and "No space left on device" in line, line
+    left = (out / "2.ls").read_text().split()
+    assert not [p for p in left if "_temp" in p or p.endswith((".tmp", ".partial"))], left
+    best = [p for p in left if "/best/ckpt-" in p and p.endswith(".index")]
+    assert len(best) == 1 and json.loads((out / "2.best").read_text())["checkpoint"] in best[0]
+    code, stdout, stderr = result(3)
+    assert code == 0 and "at step 2" in stdout, stdout + stderr
+    code, stdout, stderr = result(4)
+    assert code == 6, stdout + stderr
+    line = only_line(stderr)
+    assert line.startswith("train: could not write ") and f" {disk}/run/" in line and \
+        "No such file or directory;" in line, line
