@@ -19,18 +19,18 @@ class StepRunner:
     single steps (the timed ones at a segment's start, a last step before a boundary) then run
     as a loop of one, so that the net is traced once, not once per kind of call (a DenseNet-121
     trace takes seconds). Single steps with `loops` off, and the steps a window runs on its own,
-    run as the plain step: its input wait is timed apart. `plain_until`: the last debugging
-    window's end step (0: none; engine/hooks/windows.py's last_window_end); single steps up to
-    it run as the plain step too, so that it traces at the segment's first step, long before
-    the window, and the input's prefetch buffer, refilled while a trace runs, is drained again
-    by the time the window opens."""
+    run as the plain step: its input wait is timed apart. `plain_single_steps_until`: the last
+    debugging window's end step (0: none; engine/hooks/windows.py's last_window_end); single
+    steps up to it run as the plain step too, so that it traces at the segment's first step,
+    long before the window, and the input's prefetch buffer, refilled while a trace runs, is
+    drained again by the time the window opens."""
 
     def __init__(self, *, train_step, iterator, meter: observe.Throughput, watchdog,
-                 step_seconds=lambda: None, loops=False, plain_until=0):
+                 step_seconds=lambda: None, loops=False, plain_single_steps_until=0):
         self.train_step, self.iterator, self.meter = train_step, iterator, meter
         self.watchdog = watchdog
         self.step_seconds = step_seconds  # the measured step time (hooks.StepTimer), None before
-        self.loops, self.plain_until = loops, plain_until
+        self.loops, self.plain_single_steps_until = loops, plain_single_steps_until
         self._traced = set()       # the kinds of call (single, loop) already traced
 
     def __call__(self, step: int, steps: int, single: Optional[SingleStep] = None) -> None:
@@ -38,7 +38,8 @@ class StepRunner:
         # The same choice on every worker (Horovod matches all-reduces by name): from `loops`
         # and the windows' steps only, never from what this worker alone does (marking,
         # dumping).
-        if single is None and steps == 1 and (not self.loops or step < self.plain_until):
+        if single is None and steps == 1 and (
+                not self.loops or step < self.plain_single_steps_until):
             single = SingleStep()
         kind = "single" if single else "loop"
         first = kind not in self._traced

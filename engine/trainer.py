@@ -135,7 +135,7 @@ class Trainer:
         runner = StepRunner(train_step=self.train_step, iterator=iterator, meter=meter,
                             watchdog=self.watchdog, step_seconds=lambda: self.step_timer.seconds,
                             loops=cfg.steps_per_loop != 1,
-                            plain_until=windows.last_window_end(loop_hooks))
+                            plain_single_steps_until=windows.last_window_end(loop_hooks))
         self._controller = Controller(
             run_steps=runner, hooks=loop_hooks + list(hooks),
             total_steps=cfg.epochs * cfg.steps_per_epoch,

@@ -21,8 +21,8 @@ from engine.controller import Hook, SingleStep
 
 def last_window_end(loop_hooks) -> int:
     """The last step of the debugging windows among `loop_hooks` (0: none). Single steps up to it
-    run as the plain step (StepRunner's plain_until), so that it traces at the segment's start,
-    long before the window."""
+    run as the plain step (StepRunner's plain_single_steps_until), so that it traces at the
+    segment's start, long before the window."""
     return max((hook.window[1] for hook in loop_hooks if isinstance(hook, _Window)), default=0)
 
 
