@@ -225,6 +225,11 @@ def _disk_line(error, run):
         path = re.search(r"(/[^\s;:'\"]+)", getattr(error, "message", ""))
         what = (f"could not write {path.group(1) if path else 'a file of the run'}: "
                 f"{files.cause(error)}")
+    model_dir = run.plan.loop.model_dir if run.plan is not None else None
+    if model_dir is not None and not os.path.isdir(model_dir):
+        return (f"{what}; model_dir {model_dir} is gone (its file system unmounted, or the "
+                f"directory removed, while the run wrote to it): bring it back and run the same "
+                f"command again to resume from its last checkpoint")
     return (f"{what}; kept: {kept(run.plan)}, nothing half-written; free space (or make "
             f"model_dir writable) and run the same command again to resume")
 

@@ -191,5 +191,6 @@ def test_writes_leave_a_whole_file_or_none(tmp_path):
         files.append_whole(str(gone), "{}\n")
     failure = failures.explain(engine.WriteFailed(f"could not write {gone}: No such file or "
                                                   f"directory"),
-                               failures.RunSoFar(plan=planned(tmp_path)))
+                               failures.RunSoFar(plan=planned(tmp_path / "gone")))
     assert failure.exit_code == failures.EXIT_DISK
+    assert f"model_dir {tmp_path}/gone is gone" in failure.line

@@ -193,4 +193,4 @@ def test_every_write_of_the_run_fails_whole_and_a_vanished_disk_is_named(small_d
     assert code == 6, stdout + stderr
     line = only_line(stderr)
     assert line.startswith("train: could not write ") and f" {disk}/run/" in line and \
-        "No such file or directory;" in line, line
+        f"No such file or directory; model_dir {disk}/run is gone" in line, line
