@@ -42,14 +42,38 @@ def test_out_of_memory_is_named_with_the_flags_that_lower_it(small_data, tmp_pat
     assert "bad input" not in line
 
 
-SCRIPT = """
+# A tmpfs of `size` KB at `disk` in a mount namespace of the script's own; `run` trains with
+# model_dir on it. A first run to step 2, then the disk filled up to `room` KB.
+PRELUDE = """
 set -u
 mount -t tmpfs -o size={size}k tmpfs {disk}
 run() {{ {python} -m launch.train --dataset_dir={data} --model_dir={disk}/run {args} "$@"; }}
 run --epochs=1 > {out}/1.out 2> {out}/1.err; echo $? > {out}/1.rc
-# Fill the disk up to {room} KB: room for the records, not for the next checkpoint.
 free=$(df --output=avail -k {disk} | tail -1)
 dd if=/dev/zero of={disk}/filler bs=1k count=$((free - {room})) 2> /dev/null
+"""
+
+
+def on_a_small_disk(script, tmp_path, small_data, run_args, *, size, room):
+    """PRELUDE then `script` (bash, formatted alike) in a mount namespace of its own: (disk,
+    out, result), result(n) being the nth run's (exit code, stdout, stderr)."""
+    disk, out = tmp_path / "disk", tmp_path / "out"
+    disk.mkdir()
+    out.mkdir()
+    text = (PRELUDE + script).format(size=size, room=room, disk=disk, out=out, data=small_data,
+                                     python=sys.executable,
+                                     args=" ".join(map(shlex.quote, run_args)))
+    subprocess.run(["unshare", "--mount", "--propagation", "private", "bash", "-c", text],
+                   env=ENV, cwd=helpers.REPO, timeout=600, check=True)
+
+    def result(n):
+        return (int((out / f"{n}.rc").read_text()), (out / f"{n}.out").read_text(),
+                (out / f"{n}.err").read_text())
+    return disk, out, result
+
+
+# Room for the records, not for the next checkpoint.
+SCRIPT = """
 run --epochs=2 > {out}/2.out 2> {out}/2.err; echo $? > {out}/2.rc
 ls -a {disk}/run {disk}/run/checkpoints > {out}/2.ls
 cp {disk}/run/metrics.jsonl {out}/2.metrics
@@ -72,18 +96,7 @@ def test_a_full_disk_keeps_whole_files_and_the_rerun_resumes_exactly(small_data,
     metrics.jsonl whole; the disk entirely full: the rerun refused at its first write (exit 6),
     nothing half-written; space freed: the rerun resumes from step 2 and ends as a run that never
     failed; the disk read-only: refused before training (exit 6)."""
-    disk, out = tmp_path / "disk", tmp_path / "out"
-    disk.mkdir()
-    out.mkdir()
-    script = SCRIPT.format(size=1536, room=40, disk=disk, out=out, data=small_data,
-                           python=sys.executable, args=" ".join(map(shlex.quote, RUN)))
-    subprocess.run(["unshare", "--mount", "--propagation", "private", "bash", "-c", script],
-                   env=ENV, cwd=helpers.REPO, timeout=600, check=True)
-
-    def result(n):
-        return (int((out / f"{n}.rc").read_text()), (out / f"{n}.out").read_text(),
-                (out / f"{n}.err").read_text())
-
+    disk, out, result = on_a_small_disk(SCRIPT, tmp_path, small_data, RUN, size=1536, room=40)
     code, stdout, stderr = result(1)
     assert code == 0, stdout + stderr
     code, stdout, stderr = result(2)
@@ -137,12 +150,6 @@ def test_an_export_to_a_full_disk_leaves_no_half_saved_model(small_data, tmp_pat
 
 
 EVERY_WRITE = """
-set -u
-mount -t tmpfs -o size={size}k tmpfs {disk}
-run() {{ {python} -m launch.train --dataset_dir={data} --model_dir={disk}/run {args} "$@"; }}
-run --epochs=1 > {out}/1.out 2> {out}/1.err; echo $? > {out}/1.rc
-free=$(df --output=avail -k {disk} | tail -1)
-dd if=/dev/zero of={disk}/filler bs=1k count=$((free - {room})) 2> /dev/null
 run --epochs=3 > {out}/2.out 2> {out}/2.err; echo $? > {out}/2.rc
 find {disk}/run > {out}/2.ls
 cat {disk}/run/best/best.json > {out}/2.best 2> /dev/null
@@ -164,20 +171,10 @@ def test_every_write_of_the_run_fails_whole_and_a_vanished_disk_is_named(small_d
     nothing half-written is left anywhere in model_dir; space freed, the rerun finishes. Then
     the tmpfs is unmounted under a running job: one line naming the file it could not write,
     exit 6."""
-    disk, out = tmp_path / "disk", tmp_path / "out"
-    disk.mkdir()
-    out.mkdir()
     run = [*TINY, "--steps_per_epoch=2", "--validation_steps=2", "--keep_best=top1",
            "--save_summary_steps=1", "--deterministic", "--seed=3"]
-    script = EVERY_WRITE.format(size=1536, room=24, disk=disk, out=out, data=small_data,
-                                python=sys.executable, args=" ".join(map(shlex.quote, run)))
-    subprocess.run(["unshare", "--mount", "--propagation", "private", "bash", "-c", script],
-                   env=ENV, cwd=helpers.REPO, timeout=600, check=True)
-
-    def result(n):
-        return (int((out / f"{n}.rc").read_text()), (out / f"{n}.out").read_text(),
-                (out / f"{n}.err").read_text())
-
+    disk, out, result = on_a_small_disk(EVERY_WRITE, tmp_path, small_data, run, size=1536,
+                                        room=24)
     assert result(1)[0] == 0, result(1)
     code, stdout, stderr = result(2)
     assert code == 6, stdout + stderr
