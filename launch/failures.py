@@ -31,6 +31,7 @@ import tensorflow as tf
 
 import engine
 from engine import distributed, files
+from input import records
 from launch.errors import ONE_LINE_ERRORS
 
 EXIT_REFUSED = 1
@@ -125,10 +126,10 @@ def from_input_pipeline(error: BaseException) -> bool:
 
 
 def first_line(error: BaseException, limit: int = 300) -> str:
-    """The first line of an error that says something: TensorFlow's start with "Graph execution
-    error:" and the Python stack where the failing op was defined, both skipped."""
-    text = getattr(error, "message", None) or str(error) or type(error).__name__
-    in_stack = False
+    """input.records.one_line of the error, after the Python stack that TensorFlow prints where
+    the failing op was defined ("Detected at node ... (most recent call last):") is left out."""
+    text = getattr(error, "message", None) or str(error)
+    lines, in_stack = [], False
     for raw in text.splitlines():
         line = raw.strip()
         if line.startswith("Detected at node"):
@@ -137,12 +138,11 @@ def first_line(error: BaseException, limit: int = 300) -> str:
         if in_stack and (raw[:1].isspace() or not line or line.startswith(("File \"", "<"))):
             continue
         in_stack = False
-        if not line or line == "Graph execution error:" or line.startswith(
-                ("[[", "<stack traces", "Traceback", "File \"")):
-            continue
-        line = line.split(" [Op:")[0]
-        return line if len(line) <= limit else line[:limit - 3] + "..."
-    return type(error).__name__
+        lines.append(raw)
+    line = records.one_line("\n".join(lines))
+    if line == "str":  # one_line names the type of what it was given when no line says anything
+        line = type(error).__name__
+    return line if len(line) <= limit else line[:limit - 3] + "..."
 
 
 def kept(plan) -> str:
