@@ -113,17 +113,12 @@ class BestCheckpoint(Hook):
             files.remove_partial_checkpoint(prefix)  # the previous best and its record stay
             raise WriteFailed(f"could not write the best checkpoint to {self.directory}: "
                               f"{files.cause(e)}") from None
-        temporary = os.path.join(self.directory, RECORD + ".tmp")
         try:
-            with open(temporary, "w") as f:
-                json.dump(record, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(temporary, os.path.join(self.directory, RECORD))
-        except OSError as e:
-            files.remove_quietly(temporary)
+            files.write_whole(os.path.join(self.directory, RECORD), json.dumps(record),
+                              durable=True)
+        except WriteFailed:
             files.remove_partial_checkpoint(prefix)
-            raise files.failed(os.path.join(self.directory, RECORD), e) from None
+            raise
         for entry in os.listdir(self.directory):  # earlier bests, and any a kill left behind
             if entry.startswith("ckpt-") and entry.split(".")[0] != name:
                 os.remove(os.path.join(self.directory, entry))

@@ -25,7 +25,7 @@ class ModelDirLock:
             self._file = open(self.path, "a+")
         except OSError as e:  # read-only, full, or not a directory: refused before training
             raise WriteFailed(f"cannot write in model_dir {model_dir}: "
-                              f"{e.strerror or e}") from None
+                              f"{files.cause(e)}") from None
         try:
             fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -41,7 +41,7 @@ class ModelDirLock:
             self._file.flush()
         except OSError as e:
             self.release()
-            raise WriteFailed(f"cannot write in model_dir {model_dir}: {e.strerror or e}") from None
+            raise WriteFailed(f"cannot write in model_dir {model_dir}: {files.cause(e)}") from None
 
     def release(self):
         if not self._file.closed:

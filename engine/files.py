@@ -8,12 +8,16 @@ import shutil
 from engine.errors import WriteFailed
 
 
-def write_whole(path: str, text: str) -> None:
-    """`text` as the file `path`, replaced at once (a temporary file renamed over it)."""
+def write_whole(path: str, text: str, *, durable: bool = False) -> None:
+    """`text` as the file `path`, replaced at once (a temporary file renamed over it);
+    `durable`: on the disk before the rename (fsync), not only in the kernel."""
     tmp = path + ".tmp"
     try:
         with open(tmp, "w") as f:
             f.write(text)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as e:
         remove_quietly(tmp)
