@@ -27,6 +27,7 @@ class Evaluator:
         # functions into the process's function library, where they stay, so a dataset built
         # per evaluation grew the process by every evaluation (launch.benchmark --mode=soak).
         self._validation = None
+        self._statistics_sample = None  # precise BN's batches, built once like validation's
 
     def due(self, epoch):
         """Whether the end of `epoch` is evaluated: every `validation_freq` epochs and the last
@@ -46,13 +47,13 @@ class Evaluator:
         if ema is not None:
             with ema.swapped_in():
                 averaged = self._pass(run_format.VALIDATION_EMA, step, epoch,
-                                      self.recompute_statistics(step, epoch))
+                                      self.recompute_statistics(step))
             metrics.update({f"ema_{k}": v for k, v in averaged.items()})
         return metrics
 
     def recompute_and_evaluate(self, step, epoch):
         return self.evaluate(step, epoch,
-                             precise_bn_sec=self.recompute_statistics(step, epoch))
+                             precise_bn_sec=self.recompute_statistics(step))
 
     def evaluate_if_missing(self, step, steps_per_epoch):
         """A run killed between an epoch's checkpoint and its evaluation resumes past that
@@ -72,26 +73,32 @@ class Evaluator:
         evaluation and checkpoints use one model."""
         self.train_step.average_drifting_statistics()
 
-    def recompute_statistics(self, step, epoch):
+    def recompute_statistics(self, step):
         """Precise BN over precise_bn_batches batches of their own stream; seconds, or None
         when off."""
         if not self.precise_bn_batches:
             return None
         start = time.perf_counter()
         self.watchdog.expect("recomputing batch-norm statistics", step, long=True)
-        # The training slots' own streams, a micro-batch at a time: the same batches whatever
-        # the worker count.
-        micro_batches = self.train_step.micro_batches
-        data = self.data.train_dataset(
-            self.local_batch, worker=self.backend.rank, workers=self.backend.size,
-            seed=precise_bn.stream_seed(self.seed, epoch), micro_batches=micro_batches)
         if self.statistics is None:
             self.statistics = precise_bn.statistics_function(self.train_step.net)
+        micro_batches = self.train_step.micro_batches
         precise_bn.recompute(self.train_step.net,
-                             (micro for images, _ in data.take(self.precise_bn_batches)
+                             (micro for images, _ in self._statistics_batches()
                               for micro in tf.split(images, micro_batches)),
                              self.backend, statistics=self.statistics)
         return round(time.perf_counter() - start, 3)
+
+    def _statistics_batches(self):
+        """This worker's precise-BN batches: the training slots' own stream, a micro-batch at a
+        time, so the same batches whatever the worker count. Built once per Evaluator (a
+        change of workers builds a new one): see engine/precise_bn.py for why."""
+        if self._statistics_sample is None:
+            self._statistics_sample = self.data.train_dataset(
+                self.local_batch, worker=self.backend.rank, workers=self.backend.size,
+                seed=precise_bn.stream_seed(self.seed),
+                micro_batches=self.train_step.micro_batches).take(self.precise_bn_batches)
+        return self._statistics_sample
 
     def _warn_if_statistics_unsettled(self, step):
         """Moving averages keep momentum^updates of their initial values: below about

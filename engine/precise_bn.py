@@ -11,16 +11,23 @@ no dropout):
 
 with each batch variance Bessel-corrected as the layer's own update uses (the fused kernel's),
 over the batches of all workers.
+
+Every recomputation reads the same batches: the first `precise_bn_batches` of that stream, one
+dataset built once per run and iterated afresh (see engine/evaluation.py). A fresh draw per
+evaluation would mean a new tf.data pipeline per evaluation, and each one traced its functions
+into the process for good: the run grew by every evaluation (python -m launch.benchmark
+--mode=soak --soak_train_flags=--precise_bn_batches=4). A fixed sample of thousands of images
+estimates the population statistics as well; evaluations then differ by the weights alone.
 """
 import tensorflow as tf
 
 from engine import model
 
 
-def stream_seed(run_seed: int, epoch: int) -> int:
-    """The seed of the batches used after `epoch`: their own stream, never the training one, so
+def stream_seed(run_seed: int) -> int:
+    """The seed of the batches precise BN reads: their own stream, never the training one, so
     that a resumed run's training input is the uninterrupted run's."""
-    return (run_seed * 7_919 + 104_729 * (epoch + 1)) % 2**31
+    return (run_seed * 7_919 + 104_729) % 2**31
 
 
 def unsettled_share(updates: int, momentum: float):

@@ -57,6 +57,9 @@ flags.DEFINE_boolean("keras_fit", False, "train: also keras.applications' DenseN
                      "tests/benchmarks/keras_fit.py; Keras stays out of launch/).")
 flags.DEFINE_integer("soak_epochs", 40, "soak: epochs of the long run.", lower_bound=4)
 flags.DEFINE_integer("soak_steps_per_epoch", 100, "soak: steps per epoch.", lower_bound=10)
+flags.DEFINE_list("soak_train_flags", [], "soak: training flags added to the run's own, e.g. "
+                  "--soak_train_flags=--precise_bn_batches=4,--ema_decay=0.999 (what else a "
+                  "long run exercises).")
 flags.DEFINE_integer("input_batches", 30, "input: timed batches per measurement.", lower_bound=5)
 
 
@@ -75,7 +78,8 @@ def measure(fv):
     if fv.mode == "elastic":
         return elastic.run(**shape, steps=fv.steps, repeats=fv.repeats)
     if fv.mode == "soak":
-        return soak.run(epochs=fv.soak_epochs, steps_per_epoch=fv.soak_steps_per_epoch)
+        return soak.run(epochs=fv.soak_epochs, steps_per_epoch=fv.soak_steps_per_epoch,
+                        train_flags=fv.soak_train_flags)
     if fv.mode == "loop_overhead":
         return loop_overhead.run(steps=fv.steps, rounds=fv.repeats, horovod=fv.horovod)
     return input_rate.run(dataset_dir=fv.dataset_dir, input_images=fv.input_images,

@@ -35,7 +35,7 @@ class EpochEnd(Hook):
         self.epoch.assign(epoch)
         self.evaluator.average_drifting_statistics()
         evaluate = self.evaluator.due(epoch)
-        precise_bn_sec = self.evaluator.recompute_statistics(step, epoch) if evaluate else None
+        precise_bn_sec = self.evaluator.recompute_statistics(step) if evaluate else None
         self.save(step)
         if evaluate:
             self.last_evaluation = self.evaluator.evaluate(step, epoch,

@@ -26,7 +26,7 @@ NET = ["--model=densenet", "--blocks=2,2", "--growth_rate=8", "--stem_filters=16
        "--image_size=32", "--dtype=fp32", "--batch_size=16", "--warmup_epochs=0"]
 
 
-def run(*, epochs, steps_per_epoch):
+def run(*, epochs, steps_per_epoch, train_flags=()):
     from input import demo_data
     with tempfile.TemporaryDirectory() as root:
         data, model_dir = os.path.join(root, "data"), os.path.join(root, "run")
@@ -34,7 +34,7 @@ def run(*, epochs, steps_per_epoch):
                                   train_shards=4, val_shards=2)
         command = [sys.executable, "-m", "launch.train", f"--dataset_dir={data}",
                    f"--model_dir={model_dir}", *NET, f"--epochs={epochs}",
-                   f"--steps_per_epoch={steps_per_epoch}"]
+                   f"--steps_per_epoch={steps_per_epoch}", *train_flags]
         rss, seconds = _train_sampling(command, model_dir, epochs)
         records = _records(model_dir)
         left = _files(model_dir)
@@ -42,7 +42,7 @@ def run(*, epochs, steps_per_epoch):
     tail = max(1, len(rates) // 5)
     first, last = statistics.median(rates[:tail]), statistics.median(rates[-tail:])
     half = rss[len(rss) // 2:]
-    return {"epochs": epochs, "steps": epochs * steps_per_epoch, "seconds": round(seconds, 1),
+    return {"epochs": epochs, "steps": epochs * steps_per_epoch, "train_flags": list(train_flags), "seconds": round(seconds, 1),
             "rss_mb": [round(v, 1) for v in rss],
             "rss_slope_mb_per_epoch": round(_slope(half), 3),
             "rss_second_half_growth_mb": round(half[-1] - half[0], 1),
