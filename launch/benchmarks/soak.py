@@ -42,7 +42,8 @@ def run(*, epochs, steps_per_epoch, train_flags=()):
     tail = max(1, len(rates) // 5)
     first, last = statistics.median(rates[:tail]), statistics.median(rates[-tail:])
     half = rss[len(rss) // 2:]
-    return {"epochs": epochs, "steps": epochs * steps_per_epoch, "train_flags": list(train_flags), "seconds": round(seconds, 1),
+    return {"epochs": epochs, "steps": epochs * steps_per_epoch,
+            "train_flags": list(train_flags), "seconds": round(seconds, 1),
             "rss_mb": [round(v, 1) for v in rss],
             "rss_slope_mb_per_epoch": round(_slope(half), 3),
             "rss_second_half_growth_mb": round(half[-1] - half[0], 1),
