@@ -191,3 +191,48 @@ def test_every_write_of_the_run_fails_whole_and_a_vanished_disk_is_named(small_d
     line = only_line(stderr)
     assert line.startswith("train: could not write ") and f" {disk}/run/" in line and \
         f"No such file or directory; model_dir {disk}/run is gone" in line, line
+
+
+# The real command with an assertion planted in the train step's graph: it fails at the 5th
+# step, an error of no kind the command diagnoses, raised by TensorFlow inside training (where
+# every TensorFlow error was once taken for bad input).
+PLANTED_FAULT = """
+import sys
+import tensorflow as tf
+from engine import losses
+penalty, calls = losses.l2_penalty, []
+
+def failing_at_the_fifth_step(variables, weight_decay):
+    if not calls:
+        with tf.init_scope():
+            calls.append(tf.Variable(0, dtype=tf.int64, trainable=False))
+    check = tf.debugging.assert_less(calls[0].assign_add(1), tf.constant(5, tf.int64),
+                                     message="planted in-graph failure")
+    with tf.control_dependencies([check]):
+        return tf.identity(penalty(variables, weight_decay))
+
+losses.l2_penalty = failing_at_the_fifth_step
+from launch import train
+sys.argv[0] = "train"
+train.run()
+"""
+
+
+def test_an_undiagnosed_error_gives_its_first_line_keeps_the_checkpoint_and_logs_the_rest(
+        small_data, tmp_path):
+    """An in-graph assertion at step 5 (checkpoints every 2 steps): exit 7, one line with the
+    error's first line, the path of error.log (the whole error, traceback included) and the
+    checkpoint kept; no bad-example search; the rerun without the fault resumes from ckpt-4."""
+    run = [f"--dataset_dir={small_data}", f"--model_dir={tmp_path}", *RUN, "--epochs=4"]
+    proc = helpers.run_unchecked([sys.executable, "-c", PLANTED_FAULT, *run], 300, env=ENV)
+    assert proc.returncode == 7, proc.stdout + proc.stderr
+    line = only_line(proc.stderr)
+    assert line.startswith("train: stopped by an error this command does not diagnose: "
+                           "InvalidArgumentError: assertion failed: [planted in-graph failure]"
+                           ), line
+    assert f"the whole error: {tmp_path}/error.log" in line and "ckpt-4" in line, line
+    assert "bad input" not in line
+    logged = (tmp_path / "error.log").read_text()
+    assert "Traceback" in logged and "planted in-graph failure" in logged
+    rerun = helpers.run_train(run)
+    assert "at step 4" in rerun.stdout, rerun.stdout
