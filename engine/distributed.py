@@ -8,10 +8,14 @@
     backend.broadcast_variables(vars)  rank 0's values everywhere
     backend.any(flag)                  True on every worker if it is True on one (stop requests)
     backend.broadcast_object(obj)      rank 0's picklable object everywhere
+    backend.peers()                    every worker's Peer (rank, host, process): who a
+                                       failed collective lost (lost_peers)
     backend.reset()                    Horovod shut down and started again (an elastic rendezvous):
                                        rank and size read anew
 """
 import os
+import socket
+from typing import NamedTuple
 
 import tensorflow as tf
 
@@ -40,6 +44,46 @@ def launcher_local_size():
     return _announced(_LAUNCHER_LOCAL_SIZE_VARIABLES)
 
 
+class Peer(NamedTuple):
+    """A worker's process: its rank, host name, process id, and the kernel and PID namespace
+    its process id belongs to (two peers with the same `space` can see each other's)."""
+    rank: int
+    host: str
+    pid: int
+    space: str
+
+
+def this_process(rank: int) -> Peer:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            boot = f.read().strip()
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:  # not Linux: no process of another worker can be checked
+        boot, namespace = socket.gethostname(), os.getpid()
+    return Peer(rank, socket.gethostname(), os.getpid(), f"{boot}/{namespace}")
+
+
+def lost_peers(peers, rank: int):
+    """After a failed collective, from `peers` (backend.peers() of the start): (gone, elsewhere)
+    - the peers whose process is gone, among those this process can see (its own kernel and
+    PID namespace), and the ones it cannot check (other hosts)."""
+    me = next(p for p in peers if p.rank == rank)
+    gone, elsewhere = [], []
+    for peer in peers:
+        if peer.rank == rank:
+            continue
+        if peer.space != me.space:
+            elsewhere.append(peer)
+            continue
+        try:
+            os.kill(peer.pid, 0)
+        except ProcessLookupError:
+            gone.append(peer)
+        except PermissionError:  # alive, another user's
+            pass
+    return gone, elsewhere
+
+
 class SingleProcess:
     rank, size, local_rank, is_chief = 0, 1, 0, True
     name = "single process"
@@ -61,6 +105,9 @@ class SingleProcess:
 
     def broadcast_object(self, obj):
         return obj
+
+    def peers(self):
+        return [this_process(0)]
 
 
 class Horovod:
@@ -91,6 +138,10 @@ class Horovod:
     def broadcast_object(self, obj):
         from horovod.tensorflow.functions import broadcast_object
         return broadcast_object(obj, root_rank=0)
+
+    def peers(self):
+        from horovod.tensorflow.functions import allgather_object
+        return list(allgather_object(this_process(self.rank)))
 
     def average_gradients(self, grads):
         return self._hvd.grouped_allreduce(list(grads), op=self._hvd.Average,

@@ -74,6 +74,8 @@ class RunSoFar:
     trainer: object = None
     splits: tuple = ("train", "validation")
     chief: bool = True            # this worker writes model_dir's files
+    rank: int = 0
+    peers: list = None            # every worker's distributed.Peer, gathered at the start
 
 
 @dataclasses.dataclass(frozen=True)
@@ -207,12 +209,28 @@ def _steps_run(trainer) -> int:
 def _lost_worker_line(error, run):
     plan = run.plan
     said = first_line(error, 200)
-    if "has been shut down" in said:  # Horovod's own line, logged before, names the lost peer
-        said = "Horovod has been shut down; its log line above names the peer it lost"
-    line = (f"a worker stopped answering: a collective failed ({said}); kept: {kept(plan)}; "
-            f"run the same command again to resume from it")
+    if "has been shut down" in said:  # Horovod's own line, logged before, names the peer
+        said = "Horovod has been shut down; its log line above names the lost peer's address"
+    line = (f"a worker stopped answering: {_who_is_lost(run)}a collective failed ({said}); "
+            f"kept: {kept(plan)}; run the same command again to resume from it")
     return line + ("; under horovodrun's elastic mode (--min-np/--max-np with a "
                    "--host-discovery-script) the run would have gone on without it")
+
+
+def _who_is_lost(run):
+    """The workers whose process is gone, as far as this one can see; '' when it cannot tell."""
+    if not run.peers or len(run.peers) < 2:
+        return ""
+    gone, elsewhere = distributed.lost_peers(run.peers, run.rank)
+    if gone:
+        return "".join(f"rank {p.rank} (process {p.pid} on {p.host}) is gone; " for p in gone)
+    if elsewhere:
+        hosts = {}
+        for peer in elsewhere:
+            hosts.setdefault(peer.host, []).append(str(peer.rank))
+        listed = ", ".join(f"{host} (rank {', '.join(ranks)})" for host, ranks in hosts.items())
+        return f"every worker on this host still runs, so the lost one is on {listed}; "
+    return "every worker still runs (one stopped taking part); "
 
 
 def _disk_line(error, run):

@@ -101,6 +101,7 @@ def plain_run(planned, *, backend, cleanup, log, run):
     kept in `run` (failures.RunSoFar) as soon as it exists; what must be released goes on
     `cleanup`."""
     build_run.check_layout(planned)
+    run.rank, run.peers = backend.rank, backend.peers()
     bf16 = hardware.bf16_support(hpu=planned.machine.run_on_hpu)
     data = run.data = build_run.open_input(planned, log=log)
     mine = plan.local_settlement(planned, bf16=bf16, is_chief=backend.is_chief, log=log)

@@ -3,11 +3,13 @@ the bad-input diagnosis run only for errors from the input pipeline, within its 
 Through the command line: tests/reliability/test_failures_cli.py."""
 import errno
 import os
+import subprocess
 
 import pytest
 import tensorflow as tf
 
 import engine
+from engine import distributed
 from input import records
 from launch import failures, plan, train_flags
 from tests import helpers
@@ -94,10 +96,40 @@ def test_a_failed_collective_outside_elastic_training_is_a_lost_worker(tmp_path)
     failure = failures.explain(error, failures.RunSoFar(plan=planned(tmp_path), data=NoScan()))
     assert failure.exit_code == failures.EXIT_LOST_WORKER == 5
     assert failure.line.startswith("a worker stopped answering: a collective failed (Horovod "
-                                   "has been shut down; its log line above names the peer it "
-                                   "lost)"), failure.line
+                                   "has been shut down; its log line above names the lost "
+                                   "peer's address)"), failure.line
     assert "run the same command again to resume" in failure.line
     assert "elastic mode" in failure.line
+
+
+def test_the_lost_worker_is_named_by_rank_where_its_process_can_be_seen(tmp_path):
+    """Peers as gathered at the start: one whose process has ended on this host is named; when
+    every process here still runs, the other hosts' ranks are the suspects."""
+    me = distributed.this_process(0)
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    alive = subprocess.Popen(["sleep", "30"])
+    try:
+        here_gone = me._replace(rank=1, pid=ended.pid)
+        here_alive = me._replace(rank=1, pid=alive.pid)
+        elsewhere = [me._replace(rank=r, host="host-b", pid=99, space="another kernel")
+                     for r in (2, 3)]
+        error = tf.errors.UnknownError(None, None, "HorovodAllreduce failed")
+
+        def line(peers):
+            return failures.explain(error, failures.RunSoFar(plan=planned(tmp_path), rank=0,
+                                                             peers=peers)).line
+        assert line([me, here_gone, *elsewhere]).startswith(
+            f"a worker stopped answering: rank 1 (process {ended.pid} on {me.host}) is gone; "
+            f"a collective failed")
+        assert line([me, here_alive, *elsewhere]).startswith(
+            "a worker stopped answering: every worker on this host still runs, so the lost "
+            "one is on host-b (rank 2, 3); a collective failed")
+        assert line([me, here_alive]).startswith(
+            "a worker stopped answering: every worker still runs (one stopped taking part)")
+    finally:
+        alive.kill()
+        alive.wait()
 
 
 def test_only_an_error_of_the_input_pipeline_is_diagnosed_as_input_within_the_budget(tmp_path):

@@ -1,6 +1,7 @@
 """Faults a long run meets, driven through the real command line. Each test says what it
 checks; none may lose more than the work since the last checkpoint."""
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -142,8 +143,10 @@ def test_one_horovod_worker_killed_ends_the_job_then_rerun_resumes(small_data, t
     out, err = proc.communicate(timeout=90)
     assert proc.returncode != 0
     assert time.time() - killed < 60
-    assert "train: a worker stopped answering: a collective failed (Horovod has been shut " \
-        "down" in err and "run the same command again to resume" in err, err[-3000:]
+    assert re.search(rf"train: a worker stopped answering: rank \d \(process {trainers[-1]} on ",
+                     err) \
+        and "a collective failed (Horovod has been shut down" in err \
+        and "run the same command again to resume" in err, err[-3000:]
     time.sleep(1)
     left = subprocess.run(["pgrep", "-f", "--", f"--model_dir={tmp_path}"], capture_output=True,
                           text=True).stdout.split()
