@@ -8,6 +8,7 @@
     backend.broadcast_variables(vars)  rank 0's values everywhere
     backend.any(flag)                  True on every worker if it is True on one (stop requests)
     backend.broadcast_object(obj)      rank 0's picklable object everywhere
+    backend.gather(obj)                every worker's picklable object, in rank order
     backend.peers()                    every worker's Peer (rank, host, process): who a
                                        failed collective lost (lost_peers)
     backend.reset()                    Horovod shut down and started again (an elastic rendezvous):
@@ -106,8 +107,11 @@ class SingleProcess:
     def broadcast_object(self, obj):
         return obj
 
+    def gather(self, obj):
+        return [obj]
+
     def peers(self):
-        return [this_process(0)]
+        return self.gather(this_process(0))
 
 
 class Horovod:
@@ -139,9 +143,12 @@ class Horovod:
         from horovod.tensorflow.functions import broadcast_object
         return broadcast_object(obj, root_rank=0)
 
-    def peers(self):
+    def gather(self, obj):
         from horovod.tensorflow.functions import allgather_object
-        return list(allgather_object(this_process(self.rank)))
+        return list(allgather_object(obj))
+
+    def peers(self):
+        return self.gather(this_process(self.rank))
 
     def average_gradients(self, grads):
         return self._hvd.grouped_allreduce(list(grads), op=self._hvd.Average,

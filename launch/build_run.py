@@ -1,11 +1,13 @@
 """A training run built from its plan (launch/plan.py), the one way both starts build it: the
 plain start (launch/train.py) and elastic training (launch/elastic.py).
 
+    backend = start_backend(plan)                 # Horovod or one process, on the plan's device
     data = open_input(plan, log=log)              # before the plan settles: it counts the data
     parts = build_parts(plan, data=data, backend=backend, cleanup=cleanup)
     trainer = build_trainer(plan, parts, backend=backend, log=log)
 
-Nothing here reads a flag or runs a collective; what depends on the worker count comes from
+Nothing here reads a flag or runs a collective (start_backend starts Horovod, whose start is
+the workers' rendezvous); what depends on the worker count comes from
 `plan.for_workers(n)`.
 """
 import dataclasses
@@ -17,8 +19,8 @@ import tensorflow as tf
 import engine
 import input as inputs
 import nets
-from engine import ema, files, optimizers, schedules, watchdog
-from launch import hardware, onednn, run_dir
+from engine import distributed, ema, files, optimizers, schedules, watchdog
+from launch import devices, hardware, onednn, run_dir
 from launch.errors import CommandError
 from launch.plan import RunPlan
 
@@ -31,6 +33,23 @@ class Parts:
     net: object
     step: engine.TrainStep
     watchdog: Optional[watchdog.Watchdog]
+
+
+def start_backend(planned: RunPlan):
+    """Horovod (or one process) on the device the plan asks for, its thread pools sized first
+    (TensorFlow fixes them when its first op runs)."""
+    machine = planned.machine
+    hardware.apply_thread_pools(machine.pools)
+    devices.horovod_timeline(machine.horovod_timeline)
+    devices.horovod_stall_defaults(machine.stall_timeout)
+    if machine.run_on_hpu:
+        devices.load_habana()
+    from launch import elastic  # which builds its runs here
+    horovod = machine.use_hpu_strategy or elastic.launched()  # elastic: Horovod from 1 worker
+    backend = distributed.create(use_horovod=True if horovod else None,
+                                 fp16_allreduce=machine.fp16_allreduce)
+    devices.pin_gpu(backend.local_rank)
+    return backend
 
 
 def open_input(plan: RunPlan, *, log):

@@ -18,8 +18,8 @@ import sys
 from absl import app, flags, logging
 
 import engine
-from engine import distributed, run_format
-from launch import build_run, devices, elastic, failures, hardware, plan, train_flags
+from engine import run_format
+from launch import build_run, elastic, failures, hardware, plan, train_flags
 from launch.errors import report
 
 FLAGS = flags.FLAGS
@@ -35,7 +35,7 @@ def main(argv):
     with contextlib.ExitStack() as cleanup:
         try:
             planned = run.plan = plan.from_flags(FLAGS)
-            backend = start_backend(planned)
+            backend = build_run.start_backend(planned)
             log, run.chief = chief_log(backend), backend.is_chief
             if planned.evaluate_checkpoint_path:
                 run.splits = ("validation",)
@@ -59,22 +59,6 @@ def main(argv):
             failures.hold_signals()
             failure = failures.explain(error, run)
             return report("train", failure.line, failure.exit_code)
-
-
-def start_backend(planned):
-    """Horovod (or one process) on the device the plan asks for, its thread pools sized first
-    (TensorFlow fixes them when its first op runs)."""
-    machine = planned.machine
-    hardware.apply_thread_pools(machine.pools)
-    devices.horovod_timeline(machine.horovod_timeline)
-    devices.horovod_stall_defaults(machine.stall_timeout)
-    if machine.run_on_hpu:
-        devices.load_habana()
-    horovod = machine.use_hpu_strategy or elastic.launched()  # elastic: Horovod from 1 worker
-    backend = distributed.create(use_horovod=True if horovod else None,
-                                 fp16_allreduce=machine.fp16_allreduce)
-    devices.pin_gpu(backend.local_rank)
-    return backend
 
 
 def chief_log(backend):

@@ -9,12 +9,12 @@ import sys
 import tensorflow as tf
 from absl import app
 
-from launch import plan, train
+from launch import build_run, plan, train
 
 
 def main(argv):
     del argv
-    train.start_backend(plan.from_flags(train.FLAGS))
+    build_run.start_backend(plan.from_flags(train.FLAGS))
     tf.constant(1.0) + 1.0  # the context starts with the pools as set
     print(json.dumps({"intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
                       "inter_op": tf.config.threading.get_inter_op_parallelism_threads()}))

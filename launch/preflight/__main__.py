@@ -1,0 +1,3 @@
+from launch.preflight.command import run
+
+run()

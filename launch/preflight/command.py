@@ -1,0 +1,164 @@
+"""`python -m launch.preflight` (densenet-preflight): the training command's flags, started the
+way training starts; see launch/preflight/__init__.py."""
+import launch.quiet_start  # noqa: F401 - first: TensorFlow starts without its noise
+
+# isort: split
+import os
+import sys
+import threading
+
+from absl import app, flags, logging
+
+from launch import build_run, plan, train_flags
+from launch.errors import ONE_LINE_ERRORS, report
+from launch.preflight import probes
+from launch.preflight import report as reports
+from launch.preflight import verdicts as judged
+
+FLAGS = flags.FLAGS
+train_flags.define(FLAGS)
+flags.DEFINE_integer("preflight_check_seconds", 60, "Preflight: the time limit of each probe "
+                     "on each worker; a probe that takes longer is reported as a blocker.",
+                     lower_bound=5)
+flags.DEFINE_integer("preflight_input_seconds", 5, "Preflight: how long each worker reads "
+                     "the input pipeline to measure its rate.", lower_bound=1)
+
+EXIT_READY, EXIT_BLOCKED, EXIT_NO_ANSWER = 0, 1, 3
+COMMAND = "preflight"
+
+
+class Deadline:
+    """Ends the process (exit 3) with one line when the whole preflight has not finished in
+    `seconds`: a worker that never reaches a collective (dead, or stuck outside any probe)
+    must not keep the others waiting for ever. `stage()` names where this worker is."""
+
+    def __init__(self, seconds, *, rank, hosts):
+        self.seconds, self.rank, self.hosts, self.where = seconds, rank, hosts, "starting"
+        self._done = threading.Event()
+        threading.Thread(target=self._watch, daemon=True).start()
+
+    def stage(self, where):
+        self.where = where
+
+    def done(self):
+        self._done.set()
+
+    def _watch(self):
+        if not self._done.wait(self.seconds):
+            sys.stderr.write(
+                f"{COMMAND}: rank {self.rank} waited {self.seconds} s (at {self.where}) for "
+                f"workers that did not answer, among {', '.join(self.hosts)}; Horovod's stall "
+                f"warning above names the missing ranks\n")
+            sys.stderr.flush()
+            os._exit(EXIT_NO_ANSWER)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    logging.set_verbosity(logging.ERROR)
+    try:
+        planned = plan.from_flags(FLAGS)
+        # Horovod's stall check names the ranks missing from a collective; soon, here.
+        os.environ.setdefault("HOROVOD_STALL_CHECK_TIME_SECONDS", "10")
+        backend = build_run.start_backend(planned)
+    except ONE_LINE_ERRORS as error:
+        return report(COMMAND, error)
+    limit = FLAGS.preflight_check_seconds
+    peers = backend.peers()
+    deadline = Deadline(8 * limit + 60, rank=backend.rank,
+                        hosts=sorted({p.host for p in peers}))
+    mine = probe_this_worker(planned, backend, limit=limit, deadline=deadline,
+                             input_seconds=FLAGS.preflight_input_seconds)
+    deadline.stage("gathering every worker's findings")
+    workers = backend.gather(mine)
+    deadline.done()
+    facts = plan_facts(planned, backend)
+    found = judged.judge(workers, plan_facts=facts)
+    if backend.is_chief:
+        print(reports.text(workers, found, facts))
+        try:
+            print(f"report: {reports.write(planned.model_dir, workers, found, facts)}")
+        except OSError as error:
+            print(f"report not written: {error}")
+    return EXIT_BLOCKED if any(v.level == judged.BLOCKER for v in found) else EXIT_READY
+
+
+def probe_this_worker(planned, backend, *, limit, deadline, input_seconds):
+    """Every probe on this worker, each bounded by `limit` seconds; the one collective step
+    (the all-reduce) and the shared-model_dir check run with every worker."""
+    mine = {"identity": probes.identity(backend.rank)}
+    for name, probe, args in (("software", probes.software, ()),
+                              ("device", probes.device, (planned,)),
+                              ("data_listing", probes.data_listing, (planned,))):
+        deadline.stage(name)
+        mine[name] = probes.bounded(probe, limit, *args)
+    deadline.stage("opening the input")
+    opened = {}
+    found = probes.bounded(_open_and_settle, limit, planned, backend, opened)
+    settled, data = opened.get("plan"), opened.get("data")
+    missing = {"error": f"not run: the input did not open ({found.get('error') or found})"}
+    deadline.stage("data_sample")
+    mine["data_sample"] = probes.bounded(probes.data_sample, limit, settled, data) \
+        if data else missing
+    deadline.stage("step")
+    mine["step"] = probes.bounded(probes.step, limit, settled) if settled else missing
+    checkpoint_bytes = mine["step"].get("checkpoint_bytes", 0)
+    deadline.stage("model_dir")
+    mine["model_dir"] = probes.bounded(probes.model_dir_space, limit, planned,
+                                       checkpoint_bytes, writes=backend.is_chief)
+    mine["model_dir"]["sees_rank0"] = _sees_rank0_file(backend, mine["model_dir"])
+    deadline.stage("input")
+    mine["input"] = probes.bounded(probes.input_rate, limit, settled, data,
+                                   worker=backend.rank, workers=backend.size,
+                                   seconds=input_seconds) if data else missing
+    deadline.stage("all_reduce")
+    parameters = backend.broadcast_object(mine["step"].get("parameters") or 1_000_000)
+    mine["all_reduce"] = probes.bounded(probes.all_reduce, limit, backend, parameters)
+    return mine
+
+
+def _open_and_settle(planned, backend, opened):
+    """The input module and the plan settled as this worker sees it (no collective: each
+    host's own answer, e.g. the dtype --dtype=auto gives here)."""
+    from launch import hardware
+    data = build_run.open_input(planned, log=lambda *a, **k: None)
+    mine = plan.local_settlement(planned, bf16=hardware.bf16_support(
+        hpu=planned.machine.run_on_hpu), is_chief=backend.is_chief, log=lambda *a, **k: None)
+    opened["data"] = data
+    opened["plan"] = planned.settle(mine, workers=backend.size, data=data)
+    return {}
+
+
+def _sees_rank0_file(backend, model_dir):
+    """Whether this worker sees a file rank 0 makes in model_dir's folder (a shared file
+    system), removed straight after; None where rank 0 could not make one."""
+    marker = None
+    if backend.is_chief and model_dir.get("writable"):
+        marker = os.path.join(model_dir["folder"], f".preflight-shared-{os.getpid()}")
+        try:
+            open(marker, "w").close()
+        except OSError:
+            marker = None
+    marker = backend.broadcast_object(marker)
+    seen = os.path.exists(marker) if marker else None
+    backend.gather(seen)  # everyone has looked before rank 0 removes it
+    if backend.is_chief and marker:
+        os.remove(marker)
+    return seen
+
+
+def plan_facts(planned, backend):
+    micro_batches = planned.deal_slots(backend.size) // backend.size
+    return {"batch_size": planned.batch_size, "workers": backend.size,
+            "micro_batches": micro_batches,
+            "micro_batch_size": planned.batch_size // (micro_batches * backend.size),
+            "keep_checkpoints": planned.loop.keep_checkpoints,
+            "keep_best": bool(planned.loop.keep_best),
+            "elastic": os.environ.get("HOROVOD_ELASTIC") == "1"}
+
+
+def run():
+    def entry(argv):
+        sys.exit(main(argv))
+    app.run(entry)
