@@ -11,5 +11,6 @@ or the largest micro-batch that fits), the input pipeline's rate on the real dat
 all-reduce of the net's gradient across all workers. Rank 0 gathers them, names every
 difference and every blocker by host, rank and check (verdicts.py), prints one table and writes
 it as JSON to model_dir/preflight.json (report.py), the only file the command leaves. Exit 0:
-ready; 1: a blocker (training would fail or hang); 3: a worker did not answer in time.
+ready; 1: a blocker (training would fail or hang), or flags training would refuse; 3: a worker
+did not answer in time; 7: an error of the preflight itself, in one line.
 """

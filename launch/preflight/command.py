@@ -9,6 +9,7 @@ import threading
 
 from absl import app, flags, logging
 
+from engine import distributed
 from launch import build_run, plan, train_flags
 from launch.errors import ONE_LINE_ERRORS, report
 from launch.preflight import probes
@@ -23,7 +24,7 @@ flags.DEFINE_integer("preflight_check_seconds", 60, "Preflight: the time limit o
 flags.DEFINE_integer("preflight_input_seconds", 5, "Preflight: how long each worker reads "
                      "the input pipeline to measure its rate.", lower_bound=1)
 
-EXIT_READY, EXIT_BLOCKED, EXIT_NO_ANSWER = 0, 1, 3
+EXIT_READY, EXIT_BLOCKED, EXIT_NO_ANSWER, EXIT_ERROR = 0, 1, 3, 7
 COMMAND = "preflight"
 
 
@@ -62,18 +63,28 @@ def main(argv):
         # Horovod's stall check names the ranks missing from a collective; soon, here.
         os.environ.setdefault("HOROVOD_STALL_CHECK_TIME_SECONDS", "10")
         backend = build_run.start_backend(planned)
+        facts = plan_facts(planned, backend)  # the slot rule refuses here as training would
+        return check_every_worker(planned, backend, facts)
     except ONE_LINE_ERRORS as error:
         return report(COMMAND, error)
+    except Exception as error:  # noqa: BLE001 - every failure ends in one line
+        if distributed.is_collective_failure(error):
+            return report(COMMAND, f"a worker stopped answering during the preflight: "
+                                   f"{probes.said(error)}", EXIT_NO_ANSWER)
+        return report(COMMAND, f"stopped by an error: {probes.said(error)}", EXIT_ERROR)
+
+
+def check_every_worker(planned, backend, facts):
+    """Every worker's probes, gathered; rank 0 prints and writes the report. The exit code,
+    the same on every worker."""
     limit = FLAGS.preflight_check_seconds
-    peers = backend.peers()
-    deadline = Deadline(8 * limit + 60, rank=backend.rank,
-                        hosts=sorted({p.host for p in peers}))
+    hosts = sorted({w["host"] for w in backend.gather(probes.identity(backend.rank))})
+    deadline = Deadline(8 * limit + 60, rank=backend.rank, hosts=hosts)
     mine = probe_this_worker(planned, backend, limit=limit, deadline=deadline,
                              input_seconds=FLAGS.preflight_input_seconds)
     deadline.stage("gathering every worker's findings")
     workers = backend.gather(mine)
     deadline.done()
-    facts = plan_facts(planned, backend)
     found = judged.judge(workers, plan_facts=facts)
     if backend.is_chief:
         print(reports.text(workers, found, facts))
@@ -97,10 +108,12 @@ def probe_this_worker(planned, backend, *, limit, deadline, input_seconds):
     opened = {}
     found = probes.bounded(_open_and_settle, limit, planned, backend, opened)
     settled, data = opened.get("plan"), opened.get("data")
-    missing = {"error": f"not run: the input did not open ({found.get('error') or found})"}
+    cause = found.get("error") or (f"timed out after {found['timeout']} s" if "timeout" in found
+                                   else "")
+    missing = {"skipped": f"the data did not open and settle the plan ({cause})"}
     deadline.stage("data_sample")
     mine["data_sample"] = probes.bounded(probes.data_sample, limit, settled, data) \
-        if data else missing
+        if settled else {"error": cause}
     deadline.stage("step")
     mine["step"] = probes.bounded(probes.step, limit, settled) if settled else missing
     checkpoint_bytes = mine["step"].get("checkpoint_bytes", 0)
@@ -111,7 +124,7 @@ def probe_this_worker(planned, backend, *, limit, deadline, input_seconds):
     deadline.stage("input")
     mine["input"] = probes.bounded(probes.input_rate, limit, settled, data,
                                    worker=backend.rank, workers=backend.size,
-                                   seconds=input_seconds) if data else missing
+                                   seconds=input_seconds) if settled else missing
     deadline.stage("all_reduce")
     parameters = backend.broadcast_object(mine["step"].get("parameters") or 1_000_000)
     mine["all_reduce"] = probes.bounded(probes.all_reduce, limit, backend, parameters)

@@ -40,7 +40,8 @@ def speed_lines(workers, plan_facts):
             parts.append(f"all-reduce of {s.get('parameters', 0):,} gradients "
                          f"{a['seconds'] * 1000:,.1f} ms ({a['gb_per_sec']} GB/s per worker "
                          f"over {a['interface']}{share})")
-        lines.append(" ".join(parts[:1]) + " " + "; ".join(parts[1:]))
+        if len(parts) > 1:
+            lines.append(parts[0] + " " + "; ".join(parts[1:]))
     predicted = judged.predicted_rate(workers, plan_facts)
     if predicted:
         lines.append(f"the whole job: about {predicted:,.1f} img/s at a global batch of "

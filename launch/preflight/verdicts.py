@@ -42,11 +42,14 @@ def _unfinished(workers, check, probe):
                                                      f"{found['timeout']} s"))
         elif "error" in found:
             out.append(_verdict(BLOCKER, check, [w], f"{probe} failed: {found['error']}"))
+        elif "skipped" in found:  # its cause is a blocker of another check
+            out.append(_verdict(WARNING, check, [w], f"{probe} not run: {found['skipped']}"))
     return out
 
 
 def _usable(workers, probe):
-    return [w for w in workers if w.get(probe) and not {"timeout", "error"} & set(w[probe])]
+    return [w for w in workers
+            if w.get(probe) and not {"timeout", "error", "skipped"} & set(w[probe])]
 
 
 def _where(w):

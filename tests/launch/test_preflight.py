@@ -7,6 +7,7 @@ import copy
 import json
 import os
 import shlex
+import socket
 import subprocess
 import sys
 
@@ -182,3 +183,19 @@ def test_a_micro_batch_that_does_not_fit_and_a_small_model_dir_are_blockers(smal
     assert (tmp_path / "disk.rc").read_text().strip() == "1", out
     assert "blocker: model_dir: " in out and f"{disk} has " in out and \
         "lower --keep_checkpoints" in out, out
+
+
+def test_a_batch_larger_than_the_data_is_the_data_blocker_and_the_rest_is_not_run(small_data,
+                                                                                 tmp_path):
+    """--batch_size 100 over 80 training examples: the plan does not settle. One blocker, in
+    the data column, with training's own words; the probes that needed the plan say they did
+    not run; exit 1."""
+    proc = preflight(f"--dataset_dir={small_data}", f"--model_dir={tmp_path}", *RUN,
+                     "--batch_size=100")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    blockers = [line for line in proc.stdout.splitlines() if line.startswith("blocker:")]
+    assert blockers == [f"blocker: data: {socket.gethostname()} (rank 0): data_sample failed: "
+                        f"CommandError: --batch_size 100 is larger than the 80 training "
+                        f"examples"], proc.stdout
+    assert "warning: memory: " in proc.stdout and "step not run: the data did not open" in \
+        proc.stdout
