@@ -45,6 +45,11 @@ def launcher_local_size():
     return _announced(_LAUNCHER_LOCAL_SIZE_VARIABLES)
 
 
+def launched_elastic() -> bool:
+    """Whether horovodrun started this worker in elastic mode."""
+    return os.environ.get("HOROVOD_ELASTIC") == "1"
+
+
 class Peer(NamedTuple):
     """A worker's process: its rank, host name, process id, and the kernel and PID namespace
     its process id belongs to (two peers with the same `space` can see each other's)."""

@@ -44,8 +44,8 @@ def start_backend(planned: RunPlan):
     devices.horovod_stall_defaults(machine.stall_timeout)
     if machine.run_on_hpu:
         devices.load_habana()
-    from launch import elastic  # which builds its runs here
-    horovod = machine.use_hpu_strategy or elastic.launched()  # elastic: Horovod from 1 worker
+    # Under the elastic launcher, Horovod from the first worker on.
+    horovod = machine.use_hpu_strategy or distributed.launched_elastic()
     backend = distributed.create(use_horovod=True if horovod else None,
                                  fp16_allreduce=machine.fp16_allreduce)
     devices.pin_gpu(backend.local_rank)

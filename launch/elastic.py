@@ -14,6 +14,7 @@ import threading
 import time
 
 import engine
+from engine import distributed
 from launch import build_run, hardware, plan
 from launch.errors import CommandError
 
@@ -22,14 +23,9 @@ from launch.errors import CommandError
 LOCK_WAIT_SECONDS = 60
 
 
-def launched() -> bool:
-    """Whether horovodrun started this worker in elastic mode."""
-    return os.environ.get("HOROVOD_ELASTIC") == "1"
-
-
 def wanted(planned) -> bool:
     """Whether this run trains elastically: launched so, and --elastic not off."""
-    return launched() and planned.elastic_allowed
+    return distributed.launched_elastic() and planned.elastic_allowed
 
 
 class ElasticTraining:

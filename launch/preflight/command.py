@@ -10,7 +10,7 @@ import threading
 from absl import app, flags, logging
 
 from engine import distributed
-from launch import build_run, plan, train_flags
+from launch import build_run, hardware, plan, train_flags
 from launch.errors import ONE_LINE_ERRORS, report
 from launch.preflight import probes
 from launch.preflight import report as reports
@@ -134,7 +134,6 @@ def probe_this_worker(planned, backend, *, limit, deadline, input_seconds):
 def _open_and_settle(planned, backend, opened):
     """The input module and the plan settled as this worker sees it (no collective: each
     host's own answer, e.g. the dtype --dtype=auto gives here)."""
-    from launch import hardware
     data = build_run.open_input(planned, log=lambda *a, **k: None)
     mine = plan.local_settlement(planned, bf16=hardware.bf16_support(
         hpu=planned.machine.run_on_hpu), is_chief=backend.is_chief, log=lambda *a, **k: None)
@@ -144,16 +143,9 @@ def _open_and_settle(planned, backend, opened):
 
 
 def _sees_rank0_file(backend, model_dir):
-    """Whether this worker sees a file rank 0 makes in model_dir's folder (a shared file
-    system), removed straight after; None where rank 0 could not make one."""
-    marker = None
-    if backend.is_chief and model_dir.get("writable"):
-        marker = os.path.join(model_dir["folder"], f".preflight-shared-{os.getpid()}")
-        try:
-            open(marker, "w").close()
-        except OSError:
-            marker = None
-    marker = backend.broadcast_object(marker)
+    """Whether this worker sees the file rank 0's model_dir probe made (a shared file system),
+    removed once every worker has looked; None where rank 0 could not make one."""
+    marker = backend.broadcast_object(model_dir.pop("marker", None))
     seen = os.path.exists(marker) if marker else None
     backend.gather(seen)  # everyone has looked before rank 0 removes it
     if backend.is_chief and marker:
@@ -162,13 +154,13 @@ def _sees_rank0_file(backend, model_dir):
 
 
 def plan_facts(planned, backend):
-    micro_batches = planned.deal_slots(backend.size) // backend.size
+    slots = planned.deal_slots(backend.size)
     return {"batch_size": planned.batch_size, "workers": backend.size,
-            "micro_batches": micro_batches,
-            "micro_batch_size": planned.batch_size // (micro_batches * backend.size),
+            "micro_batches": slots // backend.size,
+            "micro_batch_size": planned.batch_size // slots,
             "keep_checkpoints": planned.loop.keep_checkpoints,
             "keep_best": bool(planned.loop.keep_best),
-            "elastic": os.environ.get("HOROVOD_ELASTIC") == "1"}
+            "elastic": distributed.launched_elastic()}
 
 
 def run():

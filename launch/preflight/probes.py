@@ -6,7 +6,6 @@ import glob
 import hashlib
 import os
 import platform
-import re
 import shutil
 import subprocess
 import sys
@@ -18,11 +17,11 @@ from importlib import metadata
 import tensorflow as tf
 
 import nets
-from engine import distributed
+from engine import distributed, files
 from launch import build_run, failures, hardware, onednn
+from launch.build import lock
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-LOCKS = os.path.join(REPO, "launch", "build")
 # Listings longer than this are compared by their digest alone (a class-per-folder ImageNet
 # has a million files; its digest still says whether two hosts differ).
 LISTED_FILES = 5000
@@ -58,22 +57,17 @@ def said(error):
     return f"{type(error).__name__}: {failures.first_line(error)}"
 
 
-def software(lane_tf_version=None):
+def software():
     """Python, the packages of this lane's lock as installed, Horovod's build, this project's
     source (commit and a digest of its modules) and the locks' digests."""
     lane = "2.15" if tf.__version__.startswith("2.15") else "2.21"
-    lock_path = os.path.join(LOCKS, f"constraints-tf{lane}.txt")
-    packages = {}
-    with open(lock_path) as f:
-        for line in f:
-            match = re.match(r"([A-Za-z0-9_.\-]+)==", line.strip())
-            if match:
-                packages[match.group(1).lower()] = _installed(match.group(1))
+    _, constraints = lock.paths(lane)
+    packages = {name: _installed(name) for name in lock.read_pins(constraints)}
     packages["tensorflow (imported)"] = tf.__version__
     return {"python": platform.python_version(), "packages": packages,
             "horovod_build": _horovod_build(), "project": _project(),
             "locks": {os.path.basename(p): _digest_file(p)
-                      for p in sorted(glob.glob(os.path.join(LOCKS, "constraints-*.txt")))}}
+                      for p in sorted(glob.glob(os.path.join(lock.HERE, "constraints-*.txt")))}}
 
 
 def _installed(name):
@@ -166,37 +160,32 @@ def data_sample(plan, data):
         tf.debugging.assert_all_finite(images, "a decoded training image")
     for images, _, _ in data.eval_dataset(micro).take(1):
         tf.debugging.assert_all_finite(images, "a decoded validation image")
-    return {"examples": counts, "decoded": 2 * micro + micro}
+    return {"examples": counts, "decoded": 3 * micro}
 
 
 def model_dir_space(plan, checkpoint_bytes, *, writes: bool):
     """Where model_dir lives: its nearest existing folder, free bytes there, whether this
     worker can write it (rank 0 alone writes, so only its answer blocks), and the bytes the run
-    will keep: checkpoints x (--keep_checkpoints + the one being written), the best one, the
-    records."""
-    path = plan.model_dir
-    existing = path
+    will keep: checkpoints x (--keep_checkpoints + the one being written), and the best one.
+    `writes`: try a file there (os.access misses read-only mounts for root); it is left for
+    the shared-folder check to find, as "marker", and removed by it."""
+    existing = plan.model_dir
     while not os.path.isdir(existing):
         parent = os.path.dirname(existing)
         if parent == existing:
             break
         existing = parent
-    free = shutil.disk_usage(existing).free
-    writable = os.access(existing, os.W_OK)
-    if writes and writable:
-        try:  # a probe file, removed at once: os.access misses read-only mounts for root
-            fd, probe = tempfile.mkstemp(prefix=".preflight-", dir=existing)
+    found = {"folder": existing, "free": shutil.disk_usage(existing).free,
+             "writable": os.access(existing, os.W_OK), "exists": existing == plan.model_dir,
+             "needs": checkpoint_bytes * (plan.loop.keep_checkpoints + 1
+                                          + bool(plan.loop.keep_best))}
+    if writes and found["writable"]:
+        try:
+            fd, found["marker"] = tempfile.mkstemp(prefix=".preflight-", dir=existing)
             os.close(fd)
-            os.remove(probe)
         except OSError as error:
-            writable, free = False, free
-            return {"folder": existing, "free": free, "writable": False,
-                    "why": os.strerror(error.errno) if error.errno else str(error)}
-    kept = checkpoint_bytes * (plan.loop.keep_checkpoints + 1)
-    if plan.loop.keep_best:
-        kept += checkpoint_bytes
-    return {"folder": existing, "free": free, "writable": writable, "needs": kept,
-            "exists": os.path.isdir(path)}
+            found.update(writable=False, why=files.cause(error))
+    return found
 
 
 def step(plan, *, steps=3):

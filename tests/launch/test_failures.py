@@ -110,10 +110,9 @@ def test_the_lost_worker_is_named_by_rank_where_its_process_can_be_seen(tmp_path
     ended.wait()
     alive = subprocess.Popen(["sleep", "30"])
     try:
-        here_gone = me._replace(rank=1, pid=ended.pid)
-        here_alive = me._replace(rank=1, pid=alive.pid)
-        elsewhere = [me._replace(rank=r, host="host-b", pid=99, space="another kernel")
-                     for r in (2, 3)]
+        here_gone = distributed.Peer(1, me.host, ended.pid, me.space)
+        here_alive = distributed.Peer(1, me.host, alive.pid, me.space)
+        elsewhere = [distributed.Peer(r, "host-b", 99, "another kernel") for r in (2, 3)]
         error = tf.errors.UnknownError(None, None, "HorovodAllreduce failed")
 
         def line(peers):
