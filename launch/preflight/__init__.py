@@ -12,5 +12,6 @@ all-reduce of the net's gradient across all workers. Rank 0 gathers them, names 
 difference and every blocker by host, rank and check (verdicts.py), prints one table and writes
 it as JSON to model_dir/preflight.json (report.py), the only file the command leaves. Exit 0:
 ready; 1: a blocker (training would fail or hang), or flags training would refuse; 3: a worker
-did not answer in time; 7: an error of the preflight itself, in one line.
+did not answer, named by rank, host and process where the launcher serves a key-value store
+(roll_call.py); 7: an error of the preflight itself, in one line.
 """

@@ -5,14 +5,13 @@ import launch.quiet_start  # noqa: F401 - first: TensorFlow starts without its n
 # isort: split
 import os
 import sys
-import threading
 
 from absl import app, flags, logging
 
 from engine import distributed
 from launch import build_run, hardware, plan, train_flags
 from launch.errors import ONE_LINE_ERRORS, report
-from launch.preflight import probes
+from launch.preflight import probes, roll_call
 from launch.preflight import report as reports
 from launch.preflight import verdicts as judged
 
@@ -26,32 +25,6 @@ flags.DEFINE_integer("preflight_input_seconds", 5, "Preflight: how long each wor
 
 EXIT_READY, EXIT_BLOCKED, EXIT_NO_ANSWER, EXIT_ERROR = 0, 1, 3, 7
 COMMAND = "preflight"
-
-
-class Deadline:
-    """Ends the process (exit 3) with one line when the whole preflight has not finished in
-    `seconds`: a worker that never reaches a collective (dead, or stuck outside any probe)
-    must not keep the others waiting for ever. `stage()` names where this worker is."""
-
-    def __init__(self, seconds, *, rank, hosts):
-        self.seconds, self.rank, self.hosts, self.where = seconds, rank, hosts, "starting"
-        self._done = threading.Event()
-        threading.Thread(target=self._watch, daemon=True).start()
-
-    def stage(self, where):
-        self.where = where
-
-    def done(self):
-        self._done.set()
-
-    def _watch(self):
-        if not self._done.wait(self.seconds):
-            sys.stderr.write(
-                f"{COMMAND}: rank {self.rank} waited {self.seconds} s (at {self.where}) for "
-                f"workers that did not answer, among {', '.join(self.hosts)}; Horovod's stall "
-                f"warning above names the missing ranks\n")
-            sys.stderr.flush()
-            os._exit(EXIT_NO_ANSWER)
 
 
 def main(argv):
@@ -78,13 +51,18 @@ def check_every_worker(planned, backend, facts):
     """Every worker's probes, gathered; rank 0 prints and writes the report. The exit code,
     the same on every worker."""
     limit = FLAGS.preflight_check_seconds
-    hosts = sorted({w["host"] for w in backend.gather(probes.identity(backend.rank))})
-    deadline = Deadline(8 * limit + 60, rank=backend.rank, hosts=hosts)
-    mine = probe_this_worker(planned, backend, limit=limit, deadline=deadline,
-                             input_seconds=FLAGS.preflight_input_seconds)
-    deadline.stage("gathering every worker's findings")
+    mine = {"identity": probes.identity(backend.rank)}
+    roll = roll_call.RollCall(rank=backend.rank, size=backend.size,
+                              host=mine["identity"]["host"], limit=limit,
+                              overall=8 * limit + 60, store=roll_call.Store.from_environment(),
+                              on_silence=_no_answer)
+    roll.waiting("the first gather (every worker started)")
+    backend.gather(mine["identity"])
+    mine.update(probe_this_worker(planned, backend, limit=limit, roll=roll,
+                                  input_seconds=FLAGS.preflight_input_seconds))
+    roll.waiting("gathering every worker's findings")
     workers = backend.gather(mine)
-    deadline.done()
+    roll.done()
     found = judged.judge(workers, plan_facts=facts)
     if backend.is_chief:
         print(reports.text(workers, found, facts))
@@ -95,37 +73,46 @@ def check_every_worker(planned, backend, facts):
     return EXIT_BLOCKED if any(v.level == judged.BLOCKER for v in found) else EXIT_READY
 
 
-def probe_this_worker(planned, backend, *, limit, deadline, input_seconds):
+def _no_answer(line):
+    """A worker does not answer (see roll_call): one line, exit 3, from the watching thread
+    while the main one waits in a collective that will never complete."""
+    sys.stderr.write(f"{COMMAND}: {line}\n")
+    sys.stderr.flush()
+    os._exit(EXIT_NO_ANSWER)
+
+
+def probe_this_worker(planned, backend, *, limit, roll, input_seconds):
     """Every probe on this worker, each bounded by `limit` seconds; the one collective step
     (the all-reduce) and the shared-model_dir check run with every worker."""
-    mine = {"identity": probes.identity(backend.rank)}
+    mine = {}
     for name, probe, args in (("software", probes.software, ()),
                               ("device", probes.device, (planned,)),
                               ("data_listing", probes.data_listing, (planned,))):
-        deadline.stage(name)
+        roll.stage(name)
         mine[name] = probes.bounded(probe, limit, *args)
-    deadline.stage("opening the input")
+    roll.stage("opening the input")
     opened = {}
     found = probes.bounded(_open_and_settle, limit, planned, backend, opened)
     settled, data = opened.get("plan"), opened.get("data")
     cause = found.get("error") or (f"timed out after {found['timeout']} s" if "timeout" in found
                                    else "")
     missing = {"skipped": f"the data did not open and settle the plan ({cause})"}
-    deadline.stage("data_sample")
+    roll.stage("data_sample")
     mine["data_sample"] = probes.bounded(probes.data_sample, limit, settled, data) \
         if settled else {"error": cause}
-    deadline.stage("step")
+    roll.stage("step")
     mine["step"] = probes.bounded(probes.step, limit, settled) if settled else missing
     checkpoint_bytes = mine["step"].get("checkpoint_bytes", 0)
-    deadline.stage("model_dir")
+    roll.stage("model_dir")
     mine["model_dir"] = probes.bounded(probes.model_dir_space, limit, planned,
                                        checkpoint_bytes, writes=backend.is_chief)
+    roll.waiting("the shared model_dir check")
     mine["model_dir"]["sees_rank0"] = _sees_rank0_file(backend, mine["model_dir"])
-    deadline.stage("input")
+    roll.stage("input")
     mine["input"] = probes.bounded(probes.input_rate, limit, settled, data,
                                    worker=backend.rank, workers=backend.size,
                                    seconds=input_seconds) if settled else missing
-    deadline.stage("all_reduce")
+    roll.waiting("the all_reduce probe")
     parameters = backend.broadcast_object(mine["step"].get("parameters") or 1_000_000)
     mine["all_reduce"] = probes.bounded(probes.all_reduce, limit, backend, parameters)
     return mine

@@ -8,6 +8,8 @@ import socket
 import subprocess
 import time
 
+from launch.preflight import roll_call
+
 SSHD = "/usr/sbin/sshd"
 ADDRESSES = ("127.0.0.2", "127.0.0.3")
 
@@ -97,3 +99,28 @@ class SshHosts:
                 daemon.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 daemon.kill()
+
+
+def wait_for_worker(launcher, *, module, rank, timeout=120):
+    """The pid of the Python process running `module` as Horovod rank `rank` (whichever
+    "host" started it: they share this machine's processes), and the launcher's key-value store
+    as that worker's environment names it."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if launcher.poll() is not None:
+            raise RuntimeError(f"the launcher ended first: {launcher.communicate()}")
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    argv = f.read().decode(errors="replace").split("\0")
+                with open(f"/proc/{pid}/environ", "rb") as f:
+                    environ = dict(item.split("=", 1) for item in
+                                   f.read().decode(errors="replace").split("\0") if "=" in item)
+            except OSError:
+                continue
+            if "python" in os.path.basename(argv[0]) and argv[1:3] == ["-m", module] and \
+                    environ.get("HOROVOD_RANK") == str(rank):
+                return int(pid), roll_call.Store(environ["HOROVOD_GLOO_RENDEZVOUS_ADDR"],
+                                                 environ["HOROVOD_GLOO_RENDEZVOUS_PORT"])
+        time.sleep(0.2)
+    raise RuntimeError(f"no rank {rank} running {module} after {timeout} s")

@@ -5,12 +5,15 @@ after epoch 1 and resumed on the same hosts equals the uninterrupted one, and bo
 host running both micro-batch slots."""
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from importlib.metadata import version as metadata_version
 
 import pytest
 
+from launch.preflight import roll_call
 from tests import helpers
 from tests.launch import ssh_hosts
 from tests.launch.test_slots_cli import assert_same_run
@@ -70,13 +73,15 @@ def test_two_hosts_resume_exactly_and_equal_one_host(hosts, small_data, tmp_path
     assert_same_run(straight, one_host)
 
 
-def preflight_over_ssh(hosts, args, env):
+def preflight_command(hosts, args, addresses=ssh_hosts.ADDRESSES):
     daemons, _ = hosts
-    return helpers.run_unchecked([HOROVODRUN, "-np", "2", "-H",
-                                  ",".join(f"{a}:1" for a in ssh_hosts.ADDRESSES),
-                                  "-p", str(daemons.port), "-i", daemons.key, "--gloo",
-                                  "--network-interface", "lo", sys.executable, "-m",
-                                  "launch.preflight", *args], 600, env=env)
+    return [HOROVODRUN, "-np", "2", "-H", ",".join(f"{a}:1" for a in addresses),
+            "-p", str(daemons.port), "-i", daemons.key, "--gloo", "--network-interface", "lo",
+            sys.executable, "-m", "launch.preflight", *args]
+
+
+def preflight_over_ssh(hosts, args, env, addresses=ssh_hosts.ADDRESSES):
+    return helpers.run_unchecked(preflight_command(hosts, args, addresses), 600, env=env)
 
 
 def test_preflight_passes_a_clean_pair_and_names_host_b_s_missing_shard_and_package(
@@ -117,3 +122,95 @@ def test_preflight_passes_a_clean_pair_and_names_host_b_s_missing_shard_and_pack
         f"missing: train/{shard}"], faulty.stdout
     report = json.loads((tmp_path / "faulty" / "preflight.json").read_text())
     assert not report["ready"] and len(report["workers"]) == 2
+
+
+def test_preflight_names_a_small_model_dir_where_rank_0_writes_and_memory_short_on_the_other(
+        hosts, small_data, tmp_path):
+    """Rank 0 on host B (`-H 127.0.0.3:1,127.0.0.2:1`): it writes, and its model_dir is a
+    300 KB tmpfs in host B's namespace. Host A (rank 1) has TensorFlow's BFC allocator limited
+    to 256 MB (a sitecustomize on its disk alone, for its workers alone: less memory there). At
+    224 px the micro-batch of 64 fits host B and not host A, which names a smaller one that
+    fits (its input pipeline may run out of memory too). Exactly those blockers, each with its
+    host, rank and check; exit 1."""
+    daemons, private = hosts
+    data, shadow, disk = private / "short_data", private / "short_shadow", private / "short_disk"
+    copy = f"rm -rf {data} && cp -r {small_data} {data}"
+    subprocess.run(["bash", "-c", copy], check=True)
+    small_disk = f"{copy} && mkdir -p {disk} && mount -t tmpfs -o size=300k tmpfs {disk}"
+    assert daemons.ssh("127.0.0.3", small_disk).returncode == 0
+    shadow.mkdir()  # host A's disk: host B sees its own empty tmpfs at this path
+    (shadow / "sitecustomize.py").write_text(
+        "import os\n"
+        "if 'HOROVOD_RANK' in os.environ:  # a worker, not horovodrun itself\n"
+        "    os.environ.update(TF_ENABLE_ONEDNN_OPTS='0', TF_CPU_ALLOCATOR_USE_BFC='true',\n"
+        "                      TF_CPU_BFC_MEM_LIMIT_IN_MB='256')\n")
+    env = dict(os.environ, PYTHONPATH=f"{helpers.REPO}:{shadow}", TF_CPP_MIN_LOG_LEVEL="2")
+    args = [f"--dataset_dir={data}", *RUN, "--epochs=1", "--preflight_input_seconds=1",
+            "--image_size=224", "--batch_size=128", "--micro_batch_size=64",
+            f"--model_dir={disk}/run"]
+    proc = preflight_over_ssh(hosts, args, env, addresses=reversed(ssh_hosts.ADDRESSES))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    blockers = sorted(line.split("<stdout>:", 1)[1] for line in proc.stdout.splitlines()
+                      if "<stdout>:blocker:" in line)
+    memory, model_dir, *speed = blockers
+    # Host A's input pipeline (batches of 64 images at 224 px, prefetched) may run out of its
+    # memory too, depending on what the step probe left in the allocator.
+    assert len(speed) <= 1 and all(line.startswith(
+        "blocker: speed: 127.0.0.2 (rank 1): input failed: ResourceExhaustedError")
+        for line in speed), proc.stdout
+    assert memory.startswith("blocker: memory: 127.0.0.2 (rank 1): a micro-batch of 64 does "
+                             "not fit"), proc.stdout
+    assert model_dir.startswith(f"blocker: model_dir: 127.0.0.3 (rank 0): {disk} has "), \
+        proc.stdout
+    assert "lower --keep_checkpoints" in model_dir
+    report = json.loads(daemons.ssh("127.0.0.3", f"cat {disk}/run/preflight.json").stdout)
+    on_a = report["workers"][1]["step"]
+    assert report["workers"][1]["identity"]["host"] == "127.0.0.2"
+    assert 1 <= on_a["micro_batch"] < 64 and on_a["too_large"][0]["micro_batch"] == 64
+    assert f"--micro_batch_size={on_a['micro_batch']} with the same --batch_size" in memory
+    assert report["workers"][0]["step"]["fits"], report["workers"][0]["step"]
+
+
+def test_preflight_names_a_worker_that_froze_by_rank_host_and_process(hosts, small_data):
+    """Host B's worker is stopped (SIGSTOP: a host that hangs) once the roll call shows it at
+    its step probe. Rank 0 waits at the next collective, and within the roll call's silence
+    limit names rank 1, its host, its process and where it stopped; exit 3, no hang."""
+    daemons, private = hosts
+    data = private / "frozen_data"
+    copy = f"rm -rf {data} && cp -r {small_data} {data}"
+    subprocess.run(["bash", "-c", copy], check=True)
+    assert daemons.ssh("127.0.0.3", copy).returncode == 0
+    env = dict(os.environ, PYTHONPATH=helpers.REPO, TF_CPP_MIN_LOG_LEVEL="2")
+    args = [f"--dataset_dir={data}", *RUN, "--epochs=1", "--preflight_input_seconds=1",
+            f"--model_dir={private / 'frozen_run'}", "--preflight_check_seconds=30"]
+    launched = subprocess.Popen(preflight_command(hosts, args), env=env, cwd=helpers.REPO,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    frozen = None
+    try:
+        pid, store = ssh_hosts.wait_for_worker(launched, module="launch.preflight", rank=1)
+        while (store.get(1) or {}).get("stage") != "step":
+            assert launched.poll() is None, launched.communicate()
+            time.sleep(0.2)
+        os.kill(pid, signal.SIGSTOP)
+        frozen = pid
+        started = time.monotonic()
+        out, err = launched.communicate(timeout=180)
+        waited = time.monotonic() - started
+    finally:
+        if frozen:
+            os.kill(frozen, signal.SIGKILL)
+        if launched.poll() is None:
+            launched.kill()
+    lines = [line for line in err.splitlines() if "preflight: " in line]
+    assert len(lines) == 1 and lines[0].startswith(
+        "[0]<stderr>:preflight: rank 0 (127.0.0.2) waited "), err
+    silent = lines[0].split("has not answered for at least ")[-1].split()[0]
+    assert lines[0].endswith(f": rank 1 (127.0.0.3, process {frozen}) has not answered for at "
+                             f"least {silent} s, last at step"), lines[0]
+    assert int(silent) >= roll_call.SILENT_SECONDS
+    # Named within rank 0's own probes after the freeze (each under the limit) and the silence.
+    assert waited < 2 * 30 + roll_call.SILENT_SECONDS + 30, waited
+    # (horovodrun itself ends with a traceback of its own when a worker exits non-zero)
+    workers_said = [line for line in err.splitlines() if line.startswith(("[0]", "[1]"))]
+    assert launched.returncode != 0 and not any("Traceback" in said for said in workers_said), \
+        err

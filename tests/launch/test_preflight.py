@@ -1,17 +1,13 @@
 """The preflight (launch/preflight/): its verdicts from hand-made findings, and the command on
 one worker: ready on a clean setup (its checkpoint estimate against a checkpoint training
-writes), a micro-batch that does not fit a limited allocator and a model_dir too small for the
-recipe's checkpoints, each a blocker named by check with exit 1. Two hosts over ssh:
-tests/launch/test_multihost.py."""
+writes), a batch larger than the data. Two hosts over ssh, with a missing shard, another
+package version, a model_dir too small, a micro-batch that does not fit a limited allocator and
+a worker that froze: tests/launch/test_multihost.py; the roll call: test_roll_call.py."""
 import copy
 import json
 import os
-import shlex
 import socket
-import subprocess
 import sys
-
-import pytest
 
 from launch.preflight import verdicts
 from tests import helpers
@@ -149,40 +145,6 @@ def test_one_worker_ready_writes_only_its_report_and_estimates_the_checkpoint(
     assert abs(found["step"]["checkpoint_bytes"] - written) < 0.05 * written, \
         (found["step"]["checkpoint_bytes"], written)
     assert found["model_dir"]["needs"] == 6 * found["step"]["checkpoint_bytes"]
-
-
-@pytest.mark.slow
-def test_a_micro_batch_that_does_not_fit_and_a_small_model_dir_are_blockers(small_data,
-                                                                            tmp_path):
-    """TensorFlow's BFC allocator limited to 256 MB (oneDNN off, as in
-    tests/reliability/test_failures_cli.py) at 224 px: the recipe's micro-batch of 64 does not
-    fit, a smaller one does and is named. Then model_dir on a 300 KB tmpfs in a mount namespace
-    of the test's own: too small for 6 checkpoints of the tiny net."""
-    env = dict(ENV, TF_ENABLE_ONEDNN_OPTS="0", TF_CPU_ALLOCATOR_USE_BFC="true",
-               TF_CPU_BFC_MEM_LIMIT_IN_MB="256")
-    proc = preflight(f"--dataset_dir={small_data}", f"--model_dir={tmp_path / 'oom'}", *RUN,
-                     "--image_size=224", "--batch_size=64", env=env)
-    assert proc.returncode == 1, proc.stdout + proc.stderr
-    memory = [line for line in proc.stdout.splitlines() if line.startswith("blocker: memory")]
-    assert len(memory) == 1 and "a micro-batch of 64 does not fit" in memory[0], proc.stdout
-    report = json.loads((tmp_path / "oom" / "preflight.json").read_text())
-    step = report["workers"][0]["step"]
-    assert 1 <= step["micro_batch"] < 64 and step["too_large"][0]["micro_batch"] == 64
-    assert f"--micro_batch_size={step['micro_batch']} with the same --batch_size" in memory[0]
-
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    script = (f"mount -t tmpfs -o size=300k tmpfs {disk} && "
-              + " ".join(map(shlex.quote, [sys.executable, "-m", "launch.preflight",
-                                           f"--dataset_dir={small_data}",
-                                           f"--model_dir={disk}/run", *RUN]))
-              + f" > {tmp_path}/disk.out 2> {tmp_path}/disk.err; echo $? > {tmp_path}/disk.rc")
-    subprocess.run(["unshare", "--mount", "--propagation", "private", "bash", "-c", script],
-                   env=ENV, cwd=helpers.REPO, timeout=300, check=True)
-    out = (tmp_path / "disk.out").read_text()
-    assert (tmp_path / "disk.rc").read_text().strip() == "1", out
-    assert "blocker: model_dir: " in out and f"{disk} has " in out and \
-        "lower --keep_checkpoints" in out, out
 
 
 def test_a_batch_larger_than_the_data_is_the_data_blocker_and_the_rest_is_not_run(small_data,
