@@ -5,17 +5,17 @@ import subprocess
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run_unchecked(cmd, timeout, env=None, cwd=REPO):
-    """Runs `cmd` from the repository with its PYTHONPATH; the CompletedProcess, whatever its
-    exit code."""
+def run_unchecked(cmd, timeout, env=None, cwd=REPO, input=None):
+    """Runs `cmd` from the repository with its PYTHONPATH (`input` on its standard input); the
+    CompletedProcess, whatever its exit code."""
     full_env = {**os.environ, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=full_env,
-                          cwd=cwd)
+                          cwd=cwd, input=input)
 
 
-def run_checked(cmd, timeout, env=None, cwd=REPO):
+def run_checked(cmd, timeout, env=None, cwd=REPO, input=None):
     """Runs `cmd`, failing the test with its output (not a bare CalledProcessError) on error."""
-    proc = run_unchecked(cmd, timeout, env=env, cwd=cwd)
+    proc = run_unchecked(cmd, timeout, env=env, cwd=cwd, input=input)
     if proc.returncode != 0:
         raise AssertionError(f"{cmd} exited {proc.returncode}\n--- stdout\n{proc.stdout[-4000:]}"
                              f"\n--- stderr\n{proc.stderr[-4000:]}")

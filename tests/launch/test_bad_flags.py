@@ -1,5 +1,8 @@
 """Bad command lines end with one line naming the flag at fault and exit code 1, before any
 TensorFlow graph is built."""
+import json
+import sys
+
 import pytest
 
 from tests import helpers
@@ -15,7 +18,7 @@ def refused(args, env=None):
     return proc.stderr
 
 
-@pytest.mark.parametrize("args,message", [
+BAD_FLAGS = [
     (["--model=densenet999"], "flag --model=densenet999: value should be one of"),
     (["--dtype=fp16"], "flag --dtype=fp16: value should be one of"),
     (["--optimizer=lamb"], "flag --optimizer=lamb: value should be one of"),
@@ -68,12 +71,32 @@ def refused(args, env=None):
      "--weight_decay_mode does not apply to --optimizer=lars"),
     (["--input=synthetic", "--randaugment=9,2"],
      "--randaugment and --random_erasing augment decoded images; --input=synthetic has none"),
-])
-def test_bad_flag_is_named(args, message, small_data, tmp_path):
-    base = [f"--dataset_dir={small_data}", f"--model_dir={tmp_path}"]
-    stderr = refused(base + args)
-    assert message in stderr
-    assert not (tmp_path / "flags.txt").exists()  # refused before the run started
+]
+
+
+@pytest.fixture(scope="module")
+def refusals(small_data, tmp_path_factory):
+    """Every BAD_FLAGS command line through launch.train's own entry, in one process
+    (tests/launch/refusals.py): its exit code, what it said, and whether it wrote flags.txt."""
+    model_dirs = [tmp_path_factory.mktemp("refused") for _ in BAD_FLAGS]
+    argvs = [[f"--dataset_dir={small_data}", f"--model_dir={d}", *args]
+             for d, (args, _) in zip(model_dirs, BAD_FLAGS)]
+    proc = helpers.run_checked([sys.executable, "-m", "tests.launch.refusals"], 300,
+                               input=json.dumps(argvs))
+    found = json.loads(proc.stdout)
+    for result, model_dir in zip(found, model_dirs):
+        result["flags_txt"] = (model_dir / "flags.txt").exists()
+    return found
+
+
+@pytest.mark.parametrize("case", range(len(BAD_FLAGS)),
+                         ids=[" ".join(args) for args, _ in BAD_FLAGS])
+def test_bad_flag_is_named(case, refusals):
+    message, found = BAD_FLAGS[case][1], refusals[case]
+    assert found["exit"] == 1, found
+    assert "Traceback" not in found["stderr"]
+    assert message in found["stderr"], found
+    assert not found["flags_txt"]  # refused before the run started
 
 
 def test_missing_dataset_dir_is_named(tmp_path):
