@@ -33,7 +33,8 @@ def main(argv):
     logging.set_verbosity(logging.ERROR)
     try:
         planned = plan.from_flags(FLAGS)
-        # Horovod's stall check names the ranks missing from a collective; soon, here.
+        # Where no launcher's store serves the roll call (mpirun), Horovod's stall check is
+        # what names the ranks missing from a collective: soon, here.
         os.environ.setdefault("HOROVOD_STALL_CHECK_TIME_SECONDS", "10")
         backend = build_run.start_backend(planned)
         facts = plan_facts(planned, backend)  # the slot rule refuses here as training would

@@ -116,10 +116,14 @@ class RollCall:
         except (OSError, ValueError):
             pass  # the next beat tries again; an observer sees only a late beat
 
+    def heartbeat(self):
+        """One beat posted: this worker's process still runs."""
+        self.beat += 1
+        self._post()
+
     def _watch(self):
         while not self._done.wait(BEAT_SECONDS):
-            self.beat += 1
-            self._post()
+            self.heartbeat()
             line = self.check()
             if line:
                 self.on_silence(line)

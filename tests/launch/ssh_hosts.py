@@ -8,8 +8,6 @@ import socket
 import subprocess
 import time
 
-from launch.preflight import roll_call
-
 SSHD = "/usr/sbin/sshd"
 ADDRESSES = ("127.0.0.2", "127.0.0.3")
 
@@ -102,9 +100,8 @@ class SshHosts:
 
 
 def wait_for_worker(launcher, *, module, rank, timeout=120):
-    """The pid of the Python process running `module` as Horovod rank `rank` (whichever
-    "host" started it: they share this machine's processes), and the launcher's key-value store
-    as that worker's environment names it."""
+    """The pid and the environment of the Python process running `module` as Horovod rank
+    `rank` (whichever "host" started it: they share this machine's processes)."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         if launcher.poll() is not None:
@@ -120,7 +117,6 @@ def wait_for_worker(launcher, *, module, rank, timeout=120):
                 continue
             if "python" in os.path.basename(argv[0]) and argv[1:3] == ["-m", module] and \
                     environ.get("HOROVOD_RANK") == str(rank):
-                return int(pid), roll_call.Store(environ["HOROVOD_GLOO_RENDEZVOUS_ADDR"],
-                                                 environ["HOROVOD_GLOO_RENDEZVOUS_PORT"])
+                return int(pid), environ
         time.sleep(0.2)
     raise RuntimeError(f"no rank {rank} running {module} after {timeout} s")

@@ -187,7 +187,9 @@ def test_preflight_names_a_worker_that_froze_by_rank_host_and_process(hosts, sma
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     frozen = None
     try:
-        pid, store = ssh_hosts.wait_for_worker(launched, module="launch.preflight", rank=1)
+        pid, environ = ssh_hosts.wait_for_worker(launched, module="launch.preflight", rank=1)
+        store = roll_call.Store(environ["HOROVOD_GLOO_RENDEZVOUS_ADDR"],
+                                environ["HOROVOD_GLOO_RENDEZVOUS_PORT"])
         while (store.get(1) or {}).get("stage") != "step":
             assert launched.poll() is None, launched.communicate()
             time.sleep(0.2)

@@ -30,16 +30,25 @@ class Clock:
         return self.now
 
 
-def worker(rank, store, clock, *, size=3, host=None):
-    return roll_call.RollCall(rank=rank, size=size, host=host or f"host-{rank}", limit=LIMIT,
+def worker(rank, store, clock, *, size=3):
+    return roll_call.RollCall(rank=rank, size=size, host=f"host-{rank}", limit=LIMIT,
                               overall=8 * LIMIT + 60, store=store, on_silence=None,
                               clock=clock, watch=False)
 
 
+def three_at(store, collective, *, rank_1_at):
+    """Ranks 0 and 2 waiting at `collective`, rank 1 at the probe `rank_1_at`."""
+    clock = Clock()
+    zero, one, two = (worker(r, store, clock) for r in range(3))
+    one.stage(rank_1_at)
+    two.waiting(collective)
+    zero.waiting(collective)
+    return clock, zero, one, two
+
+
 def beat(*workers):
     for w in workers:
-        w.beat += 1
-        w._post()
+        w.heartbeat()
 
 
 @pytest.fixture
@@ -57,11 +66,7 @@ def test_entries_round_trip_through_horovods_store(fresh):
 
 
 def test_a_worker_whose_beat_stopped_is_named_with_its_host_process_and_stage(fresh):
-    clock = Clock()
-    zero, one, two = (worker(r, fresh, clock) for r in range(3))
-    one.stage("step")
-    two.waiting("the shared model_dir check")
-    zero.waiting("the shared model_dir check")
+    clock, zero, one, two = three_at(fresh, "the shared model_dir check", rank_1_at="step")
     assert zero.check() is None
     while clock.now - 1000 <= roll_call.SILENT_SECONDS:  # one beats no more; two does
         assert zero.check() is None
@@ -75,11 +80,8 @@ def test_a_worker_whose_beat_stopped_is_named_with_its_host_process_and_stage(fr
 
 
 def test_a_worker_that_beats_but_does_not_move_is_stuck_past_a_probes_limit(fresh):
-    clock = Clock()
-    zero, one, two = (worker(r, fresh, clock) for r in range(3))
-    one.stage("data_listing")
-    two.waiting("the first gather (every worker started)")
-    zero.waiting("the first gather (every worker started)")
+    clock, zero, one, two = three_at(fresh, "the first gather (every worker started)",
+                                     rank_1_at="data_listing")
     while clock.now - 1000 <= GRACE:
         assert zero.check() is None
         clock.now += 2
@@ -91,10 +93,8 @@ def test_a_worker_that_beats_but_does_not_move_is_stuck_past_a_probes_limit(fres
 
 
 def test_workers_that_move_or_are_slow_within_the_limit_are_not_named(fresh):
-    clock = Clock()
-    zero, one, two = (worker(r, fresh, clock) for r in range(3))
-    zero.waiting("gathering every worker's findings")
-    two.waiting("gathering every worker's findings")
+    clock, zero, one, two = three_at(fresh, "gathering every worker's findings",
+                                     rank_1_at="software")
     stages = ["software", "device", "data_listing", "step", "model_dir", "input"]
     for i in range(60):  # two minutes: each stage takes just under a probe's limit
         clock.now += 2
